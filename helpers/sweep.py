@@ -1,0 +1,705 @@
+"""Sweeps: design a set of training runs, then train them on every core, caching each one.
+
+Two designs, as in Hoffmann et al. (2022): a *grid* of model sizes × token budgets
+(their Approach 1 and 3 fit such runs), and an *IsoFLOP* design (Approach 2): for each
+compute budget C, every size N trains on D = C / (6·N) tokens. A design is a list of
+:class:`RunSpec`; :func:`design_table` shows its N, D, C and a rough time *before* anything
+trains, and :func:`run_sweep` trains it, one single-threaded process per core, longest run
+first, and returns one row per run.
+
+Every finished run is written at once, atomically, to a cache folder, under a key that hashes
+everything that decides its result: the corpus, the tokenizer, the model shape, the budget,
+batch size, learning rate, seed, evaluation slice and ``helpers.train.CODE_VERSION``. A
+second call, or a call after an interrupted one, trains only what is missing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._validate import one_of, positive, positive_array, positive_int
+from .compute import flops_per_token, training_flops
+from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
+from .model import GPTConfig, count_params
+from .train import CODE_VERSION, EVAL_TOKENS, NonFiniteLossError, TrainResult, default_lr, train
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from transformers import PreTrainedTokenizerFast
+
+#: Version of the cache entry layout (bump when the JSON written here changes shape).
+CACHE_FORMAT = 1
+
+#: Fewest optimizer steps a design accepts by default. The course's pilot sweep found runs
+#: under ≈ 500 steps unreliable (changing only the batch shape moved the loss by 0.25 nats);
+#: aim for ≥ 1,000.
+MIN_STEPS = 500
+
+#: Rough cost of one run on one core of a laptop CPU (the pilot's machine), used only to
+#: order runs and to estimate time: seconds per step = STEP_OVERHEAD_S + FLOPs per step /
+#: CPU_FLOPS. It matches the pilot's single-thread speeds within ≈ 20 % from 6.6 k to 1.6 M
+#: non-embedding parameters (context 64, 16 sequences).
+STEP_OVERHEAD_S = 3e-3
+CPU_FLOPS = 8e10
+
+#: Keys every cache entry must hold.
+_ENTRY_KEYS = ("format", "key", "code_version", "corpus", "tokenizer", "spec", "result")
+
+
+# ----------------------------------------------------------------------------- a run
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a sweep: everything :func:`helpers.train.train` needs but the data.
+
+    ``n_tokens`` is a whole number of steps (n_steps · batch_size · n_ctx tokens); ``lr`` is
+    the peak learning rate; ``eval_tokens`` the size of the fixed validation slice (tokens);
+    ``eval_every`` steps between evaluations (``None``: 8 per run).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+
+    config: GPTConfig
+    n_tokens: int
+    batch_size: int = 16
+    lr: float | None = None  # None: helpers.train.default_lr(config), filled in at creation
+    seed: int = 0
+    eval_tokens: int = EVAL_TOKENS
+    eval_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, GPTConfig):
+            raise ValueError(f"config must be a GPTConfig, got {type(self.config).__name__}")
+        for name in ("n_tokens", "batch_size", "eval_tokens"):
+            object.__setattr__(self, name, positive_int(name, getattr(self, name)))
+        if self.eval_every is not None:
+            object.__setattr__(self, "eval_every", positive_int("eval_every", self.eval_every))
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        object.__setattr__(self, "seed", int(seed))
+        lr = default_lr(self.config) if self.lr is None else positive("lr", self.lr)
+        object.__setattr__(self, "lr", lr)
+
+    @property
+    def n_steps(self) -> int:
+        """Optimizer steps of the run.
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        return self.n_tokens // (self.batch_size * self.config.n_ctx)
+
+    @property
+    def n_params(self) -> int:
+        """Non-embedding parameters N.
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        return count_params(self.config)[1]
+
+    @property
+    def flops(self) -> float:
+        """6·N·D in FLOPs, N non-embedding (Kaplan et al. 2020).
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        return training_flops(self.n_params, self.n_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (the config as a dict).
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        out = dataclasses.asdict(self)
+        out["config"] = dataclasses.asdict(self.config)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`.
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        return cls(**{**data, "config": GPTConfig(**data["config"])})
+
+
+def _estimated_s(spec: RunSpec) -> float:
+    per_step = flops_per_token(spec.config, mode="train") * spec.batch_size * spec.config.n_ctx
+    return spec.n_steps * (STEP_OVERHEAD_S + per_step / CPU_FLOPS)
+
+
+# ----------------------------------------------------------------------------- designs
+
+
+def _check_configs(configs: Iterable[GPTConfig]) -> list[GPTConfig]:
+    if isinstance(configs, GPTConfig):
+        configs = [configs]
+    try:
+        configs = list(configs)
+    except TypeError:
+        raise ValueError(f"configs must be a list of GPTConfig, got {configs!r}") from None
+    if not configs or not all(isinstance(c, GPTConfig) for c in configs):
+        raise ValueError(f"configs must be a non-empty list of GPTConfig, got {configs!r}")
+    return configs
+
+
+def _resolve_lr(lr: float | Callable[[GPTConfig], float] | None, config: GPTConfig) -> float:
+    if lr is None:
+        return default_lr(config)
+    if callable(lr):
+        return positive("lr(config)", lr(config))
+    return positive("lr", lr)
+
+
+def _make_specs(
+    pairs: list[tuple[GPTConfig, int, str]],
+    *,
+    batch_size: int,
+    lr: float | Callable[[GPTConfig], float] | None,
+    seeds: Sequence[int],
+    eval_tokens: int,
+    min_steps: int,
+    too_few_steps: str,
+) -> list[RunSpec]:
+    """Specs for (config, requested tokens, label) pairs; apply the minimum-steps rule."""
+    specs, short = [], []
+    for config, tokens, label in pairs:
+        peak_lr = _resolve_lr(lr, config)
+        steps = tokens // (batch_size * config.n_ctx)
+        if steps < 1 and too_few_steps == "allow":
+            raise ValueError(f"budgets: {label} is less than one optimizer step")
+        if steps < min_steps and too_few_steps != "allow":
+            short.append(f"{label}: {steps} steps")
+            continue
+        for seed in seeds:
+            specs.append(
+                RunSpec(
+                    config=config,
+                    n_tokens=steps * batch_size * config.n_ctx,
+                    batch_size=batch_size,
+                    lr=peak_lr,
+                    seed=seed,
+                    eval_tokens=eval_tokens,
+                )
+            )
+    if short and too_few_steps == "raise":
+        raise ValueError(
+            f"min_steps: {len(short)} run(s) have fewer than min_steps={min_steps} optimizer "
+            f"steps, which the pilot sweep found unreliable ({'; '.join(short[:6])}"
+            f"{'; ...' if len(short) > 6 else ''}). Raise the budgets, use smaller models or "
+            "batches, or pass too_few_steps='drop' (leave them out) or 'allow' (keep them)."
+        )
+    if not specs:
+        raise ValueError(f"too_few_steps='drop' left no run with at least {min_steps} steps")
+    return specs
+
+
+def _check_common(
+    batch_size: int, seeds: int | Sequence[int], eval_tokens: int, min_steps: int, too_few: str
+) -> tuple[int, list[int], int, int]:
+    batch_size = positive_int("batch_size", batch_size)
+    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+    if not seeds or any(
+        isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds
+    ):
+        raise ValueError(f"seeds must be an integer >= 0 or a list of them, got {seeds!r}")
+    eval_tokens = positive_int("eval_tokens", eval_tokens)
+    min_steps = positive_int("min_steps", min_steps)
+    one_of("too_few_steps", too_few, ["raise", "drop", "allow"])
+    return batch_size, [int(s) for s in seeds], eval_tokens, min_steps
+
+
+def grid_design(
+    configs: Iterable[GPTConfig],
+    budgets: Iterable[float],
+    *,
+    batch_size: int = 16,
+    lr: float | Callable[[GPTConfig], float] | None = None,
+    seeds: int | Sequence[int] = 0,
+    eval_tokens: int = EVAL_TOKENS,
+    min_steps: int = MIN_STEPS,
+    too_few_steps: str = "raise",
+) -> list[RunSpec]:
+    """Every model shape in ``configs`` × every token budget in ``budgets`` (× every seed).
+
+    Budgets are in tokens, rounded down to whole optimizer steps of ``batch_size`` sequences
+    of n_ctx tokens. ``lr``: peak learning rate, ``None`` for :func:`helpers.train.default_lr`
+    of each shape, or a function of the config. A run with fewer than ``min_steps`` steps
+    raises ValueError unless ``too_few_steps`` is ``"drop"`` (leave it out) or ``"allow"``
+    (keep it). Returns the runs as :class:`RunSpec`; :func:`design_table` shows them.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    configs = _check_configs(configs)
+    budgets = positive_array("budgets", budgets)
+    batch_size, seeds, eval_tokens, min_steps = _check_common(
+        batch_size, seeds, eval_tokens, min_steps, too_few_steps
+    )
+    pairs = [
+        (c, int(d), f"N={count_params(c)[1]:,} at D={d:.3g}") for c in configs for d in budgets
+    ]
+    return _make_specs(
+        pairs,
+        batch_size=batch_size,
+        lr=lr,
+        seeds=seeds,
+        eval_tokens=eval_tokens,
+        min_steps=min_steps,
+        too_few_steps=too_few_steps,
+    )
+
+
+def isoflop_design(
+    configs: Iterable[GPTConfig],
+    flop_budgets: Iterable[float],
+    *,
+    params: str = "non_embedding",
+    batch_size: int = 16,
+    lr: float | Callable[[GPTConfig], float] | None = None,
+    seeds: int | Sequence[int] = 0,
+    eval_tokens: int = EVAL_TOKENS,
+    min_steps: int = MIN_STEPS,
+    too_few_steps: str = "raise",
+) -> list[RunSpec]:
+    """An IsoFLOP design: for each compute budget C (FLOPs), each shape trains on C / (6·N).
+
+    N is the non-embedding count (``params="non_embedding"``, Kaplan et al. 2020) or the
+    total (``"total"``). Tokens are rounded down to whole steps, so each run's C is at most
+    the budget (``C`` vs ``C_target`` in :func:`design_table`). In an IsoFLOP design large
+    models at small budgets get few steps: ``too_few_steps="drop"`` leaves those runs out,
+    so each budget keeps the sizes it can train properly (Hoffmann et al. 2022, Approach 2).
+    Other arguments as :func:`grid_design`.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    configs = _check_configs(configs)
+    flop_budgets = positive_array("flop_budgets", flop_budgets)
+    one_of("params", params, ["non_embedding", "total"])
+    batch_size, seeds, eval_tokens, min_steps = _check_common(
+        batch_size, seeds, eval_tokens, min_steps, too_few_steps
+    )
+    pairs = []
+    for c in flop_budgets:
+        for config in configs:
+            total, non_emb = count_params(config)
+            n = non_emb if params == "non_embedding" else total
+            pairs.append((config, int(c / (6 * n)), f"N={non_emb:,} at C={c:.3g}"))
+    return _make_specs(
+        pairs,
+        batch_size=batch_size,
+        lr=lr,
+        seeds=seeds,
+        eval_tokens=eval_tokens,
+        min_steps=min_steps,
+        too_few_steps=too_few_steps,
+    )
+
+
+def _check_specs(specs: Iterable[RunSpec]) -> list[RunSpec]:
+    if isinstance(specs, RunSpec):
+        specs = [specs]
+    try:
+        specs = list(specs)
+    except TypeError:
+        raise ValueError(f"specs must be a list of RunSpec, got {specs!r}") from None
+    if not specs or not all(isinstance(s, RunSpec) for s in specs):
+        raise ValueError("specs must be a non-empty list of RunSpec (from grid_design etc.)")
+    for i, s in enumerate(specs):
+        if s.n_steps < 1:
+            raise ValueError(f"specs[{i}] has n_tokens={s.n_tokens}, less than one step")
+    return specs
+
+
+def _spec_columns(spec: RunSpec) -> dict[str, Any]:
+    c = spec.config
+    total, non_emb = count_params(c)
+    return {
+        "n_layer": c.n_layer,
+        "d_model": c.d_model,
+        "n_head": c.n_head,
+        "n_ctx": c.n_ctx,
+        "vocab_size": c.vocab_size,
+        "N": non_emb,
+        "N_total": total,
+        "D": spec.n_tokens,
+        "C": training_flops(non_emb, spec.n_tokens),
+        "C_total": training_flops(total, spec.n_tokens),
+        "D_per_N": spec.n_tokens / non_emb,
+        "steps": spec.n_steps,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "seed": spec.seed,
+    }
+
+
+def design_table(specs: Iterable[RunSpec]) -> pd.DataFrame:
+    """One row per run, before anything trains: shape, N (non-embedding), N_total, D
+    (tokens), C = 6·N·D and C_total = 6·N_total·D (FLOPs), D/N, steps, batch size,
+    learning rate, seed, and ``est_s``, a rough single-core time in seconds (pilot machine).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    import pandas as pd
+
+    specs = _check_specs(specs)
+    return pd.DataFrame([{**_spec_columns(s), "est_s": _estimated_s(s)} for s in specs])
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+def _runs_dir(cache_dir: str | Path | None) -> Path:
+    if cache_dir is None:
+        from .data import cache_dir as data_cache_dir
+
+        folder = data_cache_dir() / "runs"
+    elif isinstance(cache_dir, (str, Path)) and str(cache_dir):
+        folder = Path(cache_dir)
+    else:
+        raise ValueError(f"cache_dir must be None or a folder (str or Path), got {cache_dir!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _tokenizer_id(tokenizer: PreTrainedTokenizerFast) -> str:
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()
+
+
+def run_key(spec: RunSpec, corpus_id: str, tokenizer_id: str) -> str:
+    """The cache key of a run: SHA-256 (hex) of the code version, corpus and tokenizer
+    identities and every field of ``spec``.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    if not isinstance(spec, RunSpec):
+        raise ValueError(f"spec must be a RunSpec, got {type(spec).__name__}")
+    payload = {
+        "code_version": CODE_VERSION,
+        "corpus": str(corpus_id),
+        "tokenizer": str(tokenizer_id),
+        "spec": spec.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _read_entry(path: Path, key: str) -> dict[str, Any] | None:
+    """The cached entry at ``path``, None if absent; warn and return None if it is damaged."""
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(entry, dict):
+            raise ValueError("not a JSON object")
+        missing = [k for k in _ENTRY_KEYS if k not in entry]
+        if missing:
+            raise ValueError(f"missing keys {missing}")
+        if entry["key"] != key or entry["format"] != CACHE_FORMAT:
+            raise ValueError("its key or format does not match its file name")
+        result = TrainResult.from_dict(entry["result"])
+        if not math.isfinite(float(result.final_val_loss)):
+            raise ValueError(f"final_val_loss is {result.final_val_loss}")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
+        warnings.warn(
+            f"damaged run cache entry {path} ({err}); training this run again",
+            stacklevel=3,
+        )
+        return None
+    return entry
+
+
+def load_run(key: str, cache_dir: str | Path | None = None) -> TrainResult:
+    """The cached :class:`helpers.train.TrainResult` of the run with this ``key`` (the ``key``
+    column of :func:`run_sweep`), curve included, model not.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a run key (a hex string), got {key!r}")
+    path = _runs_dir(cache_dir) / f"{key}.json"
+    entry = _read_entry(path, key)
+    if entry is None:
+        raise ValueError(f"key {key!r} has no valid cache entry in {path.parent}")
+    return TrainResult.from_dict(entry["result"])
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _train_and_store(
+    spec_dict: dict[str, Any],
+    train_ids: np.ndarray | str,
+    val_ids: np.ndarray | str,
+    path: str,
+    header: dict[str, Any],
+) -> dict[str, Any]:
+    """Train one run and write its cache entry atomically; return the entry (or an error)."""
+    if isinstance(train_ids, str):  # in a worker process: map the cached token files
+        train_ids = np.load(train_ids, mmap_mode="r", allow_pickle=False)
+        val_ids = np.load(val_ids, mmap_mode="r", allow_pickle=False)
+    spec = RunSpec.from_dict(spec_dict)
+    try:
+        result = train(
+            spec.config,
+            train_ids,
+            val_ids,
+            n_tokens=spec.n_tokens,
+            batch_size=spec.batch_size,
+            lr=spec.lr,
+            seed=spec.seed,
+            eval_tokens=spec.eval_tokens,
+            eval_every=spec.eval_every,
+            progress=False,
+        )
+    except NonFiniteLossError as err:  # a diverged run is a result to report, not a crash
+        return {**header, "error": str(err)}
+    entry = {**header, "result": result.to_dict(), "torch": _torch_version()}
+    _atomic_write_bytes(Path(path), json.dumps(entry, indent=1).encode("utf-8"))
+    return entry
+
+
+def _torch_version() -> str:
+    import torch
+
+    return f"torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """'forkserver' where the platform has it (Linux, macOS), else 'spawn'.
+
+    The forkserver imports this module and ``torch._dynamo`` (which the first optimizer in a
+    process would import, ≈ 3 s) once; each worker is then a fork of it. This sets the
+    preload list of ``multiprocessing``'s one forkserver, used only when it starts.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["helpers.sweep", "torch._dynamo"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per process: two 1-thread runs beat one 2-thread run
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def _check_tokenizer_arg(tokenizer: Any, corpus: Corpus) -> PreTrainedTokenizerFast:
+    from .data import bpe_tokenizer
+
+    if isinstance(tokenizer, str):
+        one_of("tokenizer", tokenizer, ["char"])
+        return char_tokenizer(corpus)
+    if isinstance(tokenizer, (int, np.integer)) and not isinstance(tokenizer, bool):
+        return bpe_tokenizer(corpus, int(tokenizer))
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise ValueError(
+            "tokenizer must be 'char', a BPE vocabulary size (int) or a Hugging Face fast "
+            f"tokenizer, got {tokenizer!r}"
+        )
+    return tokenizer
+
+
+def run_sweep(
+    specs: Iterable[RunSpec],
+    *,
+    corpus: str | Corpus = "shakespeare",
+    tokenizer: str | int | PreTrainedTokenizerFast = "char",
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train every run in ``specs`` that is not cached yet; return one row per spec.
+
+    Data: ``corpus`` (a name for :func:`helpers.data.load_corpus`, or a Corpus) tokenized by
+    ``tokenizer`` (``"char"``, a BPE vocabulary size, or a Hugging Face fast tokenizer).
+    Each model's ``vocab_size`` must cover the tokenizer's ids.
+
+    Runs go to ``workers`` processes (default ``os.cpu_count()``), each single-threaded
+    (on 2 cores, two 1-thread runs side by side beat one run on 2 threads), longest run
+    first; with one worker (or one run to train) they train in this process, also
+    single-threaded. Workers start with the ``"forkserver"`` method where the platform has it
+    (a server process imports PyTorch once, ≈ 5 s, and later sweeps start at once), else
+    ``"spawn"``; either way a *script* must call ``run_sweep`` under
+    ``if __name__ == "__main__":`` (notebooks need nothing). Every finished run is written
+    atomically to ``cache_dir`` (default ``helpers.data.cache_dir()/runs``) as
+    ``<key>.json``, so a repeated or interrupted sweep trains only what is missing; a
+    damaged entry is reported with a warning and trained again. After an interrupt, runs
+    already started in worker processes finish and are stored. A run whose loss becomes NaN
+    or infinite gets ``loss`` NaN and its message in ``error``, with a warning; it is not
+    cached.
+
+    Columns: n_layer, d_model, n_head, n_ctx, vocab_size, N (non-embedding), N_total, D
+    (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, loss
+    (final validation loss, nats per token), tokens_per_s, wall_s (seconds), cached (True if
+    read from the cache), key (for :func:`load_run`), error (the message of a diverged run,
+    missing otherwise).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    import pandas as pd
+    import torch
+    from tqdm import tqdm
+
+    from .data import load_corpus
+
+    specs = _check_specs(specs)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = positive_int("workers", workers)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    folder = _runs_dir(cache_dir)
+    if isinstance(corpus, str):
+        corpus = load_corpus(corpus)
+    elif not isinstance(corpus, Corpus):
+        raise ValueError(f"corpus must be a corpus name or a Corpus, got {corpus!r}")
+    tok = _check_tokenizer_arg(tokenizer, corpus)
+    train_ids, val_ids = tokenized_splits(corpus, tok)
+    top = max(int(train_ids.max()), int(val_ids.max()))
+    for i, s in enumerate(specs):
+        if s.config.vocab_size <= top:
+            raise ValueError(
+                f"specs[{i}].config.vocab_size={s.config.vocab_size} is too small for this "
+                f"tokenizer, whose ids reach {top}; use vocab_size >= {top + 1}"
+            )
+
+    corpus_id = f"{corpus.name}:{corpus.fingerprint}"
+    tokenizer_id = _tokenizer_id(tok)
+    keys = [run_key(s, corpus_id, tokenizer_id) for s in specs]
+    entries: dict[str, dict[str, Any]] = {}
+    cached: set[str] = set()
+    todo: dict[str, RunSpec] = {}
+    for key, spec in zip(keys, specs, strict=True):
+        if key in entries or key in todo:
+            continue
+        entry = _read_entry(folder / f"{key}.json", key)
+        if entry is None:
+            todo[key] = spec
+        else:
+            entries[key] = entry
+            cached.add(key)
+    order = sorted(todo, key=lambda k: _estimated_s(todo[k]), reverse=True)
+
+    def task(key: str) -> tuple:
+        header = {
+            "format": CACHE_FORMAT,
+            "key": key,
+            "code_version": CODE_VERSION,
+            "corpus": corpus_id,
+            "tokenizer": tokenizer_id,
+            "spec": todo[key].to_dict(),
+        }
+        return todo[key].to_dict(), str(folder / f"{key}.json"), header
+
+    n_unique = len(entries) + len(todo)
+    bar = tqdm(total=n_unique, initial=len(entries), disable=not progress, unit="run", desc="runs")
+
+    def done(entry: dict[str, Any]) -> None:
+        entries[entry["key"]] = entry
+        if "result" in entry:
+            bar.set_postfix(loss=f"{entry['result']['final_val_loss']:.3f}")
+        bar.update(1)
+
+    try:
+        n_workers = min(workers, len(order))
+        if n_workers == 1:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for key in order:
+                    spec_dict, path, header = task(key)
+                    done(_train_and_store(spec_dict, train_ids, val_ids, path, header))
+            finally:
+                torch.set_num_threads(threads)
+        elif n_workers > 1:
+            paths = (train_ids, val_ids)  # mapped files: send their paths, not the data
+            if getattr(train_ids, "filename", None) and getattr(val_ids, "filename", None):
+                paths = (str(train_ids.filename), str(val_ids.filename))
+            pool = cf.ProcessPoolExecutor(
+                max_workers=n_workers,
+                mp_context=_mp_context(),
+                initializer=_init_worker,
+            )
+            try:
+                futures = [
+                    pool.submit(_train_and_store, spec_dict, *paths, path, header)
+                    for spec_dict, path, header in map(task, order)
+                ]
+                for future in cf.as_completed(futures):
+                    done(future.result())
+            except BrokenProcessPool as err:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise RuntimeError(
+                    "a sweep worker process died (killed, out of memory, or it could not "
+                    "start: in a script, call run_sweep under `if __name__ == '__main__':`, "
+                    "which the forkserver and spawn start methods need); finished runs are "
+                    "cached"
+                ) from err
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+    finally:
+        bar.close()
+
+    rows, failed = [], []
+    for key, spec in zip(keys, specs, strict=True):
+        entry = entries[key]
+        row = _spec_columns(spec)
+        if "result" in entry:
+            r = entry["result"]
+            row.update(
+                loss=r["final_val_loss"],
+                tokens_per_s=r["tokens_per_s"],
+                wall_s=r["wall_s"],
+                error=None,
+            )
+        else:
+            row.update(loss=math.nan, tokens_per_s=math.nan, wall_s=math.nan)
+            row["error"] = entry["error"]
+            failed.append(entry["error"])
+        row.update(cached=key in cached, key=key)
+        rows.append(row)
+    if failed:
+        warnings.warn(f"{len(failed)} run(s) diverged and have loss NaN: {failed[0]}", stacklevel=2)
+    columns = [*rows[0].keys()]
+    columns.remove("error")
+    return pd.DataFrame(rows, columns=[*columns, "error"])
+
+
+__all__ = [
+    "CACHE_FORMAT",
+    "MIN_STEPS",
+    "RunSpec",
+    "design_table",
+    "grid_design",
+    "isoflop_design",
+    "load_run",
+    "run_key",
+    "run_sweep",
+]

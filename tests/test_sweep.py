@@ -1,0 +1,279 @@
+"""Tests of helpers.sweep: designs, the run cache, interrupts, damaged entries, workers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import helpers.sweep as sweep
+from helpers import data
+from helpers.model import GPTConfig, count_params
+from helpers.sweep import (
+    RunSpec,
+    design_table,
+    grid_design,
+    isoflop_design,
+    load_run,
+    run_sweep,
+)
+from helpers.train import NonFiniteLossError, default_lr
+
+SMALL = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=16, n_head=1)
+WIDER = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=32, n_head=2)
+B = 4  # 64 tokens per step
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> data.Corpus:
+    """A tiny corpus of random words (29 characters, so 31 tokens), its cache in tmp."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(data.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        rng = np.random.default_rng(0)
+        words = ["the", "king", "is", "dead", "long", "live", "queen", "and", "her", "court"]
+        lines = [" ".join(rng.choice(words, 8)) + "." for _ in range(700)]
+        train_text, val_text = "\n".join(lines[:600]), "\n".join(lines[600:])
+        c = data.Corpus(
+            name="tiny",
+            train_text=train_text,
+            val_text=val_text,
+            train_docs=("train",),
+            val_docs=("val",),
+            n_chars=len(train_text) + len(val_text),
+            source="random words, for tests",
+        )
+        data.tokenized_splits(c, data.char_tokenizer(c))  # cached now, where tests can't see
+        yield c
+
+
+@pytest.fixture
+def count_trainings(monkeypatch) -> dict[str, int]:
+    """Count the runs that run_sweep trains in this process."""
+    counter = {"runs": 0}
+    real = sweep.train
+
+    def counting(*args, **kwargs):
+        counter["runs"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", counting)
+    return counter
+
+
+def _specs(steps=(30, 40, 50), seeds=(0,)) -> list[RunSpec]:
+    budgets = [s * B * SMALL.n_ctx for s in steps]
+    return grid_design([SMALL], budgets, batch_size=B, seeds=seeds, eval_tokens=256, min_steps=1)
+
+
+def _sweep(corpus, specs, folder, **kwargs):
+    return run_sweep(specs, corpus=corpus, cache_dir=folder, workers=1, progress=False, **kwargs)
+
+
+# ----------------------------------------------------------------------------- designs
+
+
+def test_grid_design_and_table() -> None:
+    budgets = [64 * 600 + 10, 64 * 1000]
+    specs = grid_design([SMALL, WIDER], budgets, batch_size=B, seeds=[0, 1])
+    assert len(specs) == 2 * 2 * 2
+    assert {s.n_tokens for s in specs} == {64 * 600, 64 * 1000}  # whole steps
+    assert {s.lr for s in specs if s.config == WIDER} == {default_lr(WIDER)}
+    table = design_table(specs)
+    assert len(table) == 8
+    for col in ("N", "N_total", "D", "C", "C_total", "steps", "D_per_N", "lr", "est_s"):
+        assert col in table.columns
+    n_small = count_params(SMALL)[1]
+    row = table.iloc[0]
+    assert (row.N, row.D, row.steps) == (n_small, 64 * 600, 600)
+    assert row.C == 6 * n_small * 64 * 600
+    assert np.all(table.est_s > 0)
+    custom = grid_design([SMALL], [64 * 600], batch_size=B, lr=lambda c: 1 / c.d_model)
+    assert custom[0].lr == 1 / 16
+
+
+def test_too_few_steps_is_rejected_unless_allowed() -> None:
+    budgets = [64 * 100, 64 * 600]  # 100 steps is below the default minimum of 500
+    with pytest.raises(ValueError, match="min_steps"):
+        grid_design([SMALL], budgets, batch_size=B)
+    kept = grid_design([SMALL], budgets, batch_size=B, too_few_steps="drop")
+    assert [s.n_steps for s in kept] == [600]
+    allowed = grid_design([SMALL], budgets, batch_size=B, too_few_steps="allow")
+    assert [s.n_steps for s in allowed] == [100, 600]
+    assert len(grid_design([SMALL], budgets, batch_size=B, min_steps=100)) == 2
+    with pytest.raises(ValueError, match="budgets"):
+        grid_design([SMALL], [10], batch_size=B, too_few_steps="allow")  # not one step
+
+
+def test_isoflop_design() -> None:
+    n_small, n_wider = count_params(SMALL)[1], count_params(WIDER)[1]
+    flops = [6 * n_wider * 64 * 2000.0]
+    specs = isoflop_design([SMALL, WIDER], flops, batch_size=B)
+    assert [s.config for s in specs] == [SMALL, WIDER]
+    for s, n in zip(specs, (n_small, n_wider), strict=True):
+        assert s.n_tokens == int(flops[0] / (6 * n)) // 64 * 64  # C / 6N, in whole steps
+        assert flops[0] - 6 * n * 64 < s.flops <= flops[0]
+    total = isoflop_design([WIDER], flops, batch_size=B, params="total")
+    assert total[0].n_tokens < specs[1].n_tokens  # N_total > N: fewer tokens
+    with pytest.raises(ValueError, match="min_steps"):  # the wide model gets 300 steps
+        isoflop_design([SMALL, WIDER], [flops[0] * 0.15], batch_size=B)
+    dropped = isoflop_design([SMALL, WIDER], [flops[0] * 0.15], batch_size=B, too_few_steps="drop")
+    assert [s.config for s in dropped] == [SMALL]
+
+
+def test_design_bad_input_names_the_argument() -> None:
+    cases = [
+        (lambda: grid_design([], [1e5]), "configs"),
+        (lambda: grid_design(["big"], [1e5]), "configs"),
+        (lambda: grid_design([SMALL], [-1.0]), "budgets"),
+        (lambda: grid_design([SMALL], [1e5], batch_size=0), "batch_size"),
+        (lambda: grid_design([SMALL], [1e5], seeds=-1), "seeds"),
+        (lambda: grid_design([SMALL], [1e5], lr=0), "lr"),
+        (lambda: grid_design([SMALL], [1e5], min_steps=0), "min_steps"),
+        (lambda: grid_design([SMALL], [1e5], too_few_steps="maybe"), "too_few_steps"),
+        (lambda: isoflop_design([SMALL], [float("nan")]), "flop_budgets"),
+        (lambda: isoflop_design([SMALL], [1e12], params="all"), "params"),
+        (lambda: design_table([]), "specs"),
+        (lambda: RunSpec(SMALL, n_tokens=0), "n_tokens"),
+    ]
+    for call, name in cases:
+        with pytest.raises(ValueError, match=name):
+            call()
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+def test_second_sweep_trains_nothing(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs(seeds=(0, 1))
+    first = _sweep(corpus, specs, tmp_path)
+    assert count_trainings["runs"] == 6 and not first.cached.any()
+    assert len(list(tmp_path.glob("*.json"))) == 6
+    assert list(first.columns[-6:]) == ["loss", "tokens_per_s", "wall_s", "cached", "key", "error"]
+    assert np.all(first.loss < math.log(31))  # they learned something
+    assert first.loss.nunique() == 6
+
+    second = _sweep(corpus, specs + specs[:1], tmp_path)  # a repeated spec is read, once
+    assert count_trainings["runs"] == 6  # nothing trained
+    assert second.cached.all() and len(second) == 7
+    assert second.loss.tolist()[:6] == first.loss.tolist()
+    assert second.loss.iloc[6] == first.loss.iloc[0]
+    curve = load_run(first.key.iloc[0], tmp_path).curve
+    assert curve[-1]["val_loss"] == first.loss.iloc[0]
+
+    other = _sweep(corpus, _specs(steps=(30,), seeds=(2,)), tmp_path)  # a new seed: new key
+    assert count_trainings["runs"] == 7 and not other.cached.any()
+
+
+def test_damaged_entries_are_reported_and_rerun(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs()
+    first = _sweep(corpus, specs, tmp_path)
+    bad_json = tmp_path / f"{first.key.iloc[0]}.json"
+    wrong_keys = tmp_path / f"{first.key.iloc[2]}.json"
+    bad_json.write_text('{"format": 1, "key": ', encoding="utf-8")  # cut off mid-write
+    wrong_keys.write_text(json.dumps({"key": first.key.iloc[2], "loss": 1.0}), encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        again = _sweep(corpus, specs, tmp_path)
+    messages = " ".join(str(w.message) for w in caught)
+    assert str(bad_json) in messages and str(wrong_keys) in messages
+    assert again.cached.tolist() == [False, True, False]
+    assert count_trainings["runs"] == 3 + 2
+    assert again.loss.tolist() == first.loss.tolist()  # retrained: the same numbers
+    json.loads(bad_json.read_text(encoding="utf-8"))  # repaired
+    assert _sweep(corpus, specs, tmp_path).cached.all()
+
+
+def test_diverged_run_is_reported_not_cached(corpus, tmp_path, monkeypatch) -> None:
+    real = sweep.train
+
+    def diverge_seed_1(*args, **kwargs):
+        if kwargs["seed"] == 1:
+            raise NonFiniteLossError("the training loss became nan at step 3 of 30")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", diverge_seed_1)
+    with pytest.warns(UserWarning, match="diverged"):
+        df = _sweep(corpus, _specs(steps=(30,), seeds=(0, 1)), tmp_path)
+    assert math.isfinite(df.loss.iloc[0]) and pd.isna(df.error.iloc[0])
+    assert math.isnan(df.loss.iloc[1]) and "step 3" in df.error.iloc[1]
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_interrupted_sweep_keeps_finished_runs(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs(steps=(300, 250, 200, 150))  # about 0.5 s each
+    job = tmp_path / "job.pkl"
+    runs = tmp_path / "runs"
+    job.write_bytes(pickle.dumps((specs, corpus, str(runs))))
+    script = (
+        "import pickle, sys, torch\n"
+        "from helpers.sweep import run_sweep\n"
+        "specs, corpus, folder = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "run_sweep(specs, corpus=corpus, cache_dir=folder, workers=1, progress=False)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(job)], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(runs.glob("*.json")):  # wait for the first finished run ...
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no run finished within 60 s"
+            time.sleep(0.02)
+    finally:
+        proc.kill()  # ... and kill the sweep at once, mid-way through the next run
+        proc.wait()
+    finished = {p.stem for p in runs.glob("*.json")}
+    assert 1 <= len(finished) < len(specs)
+
+    df = _sweep(corpus, specs, runs)
+    assert set(df.key[df.cached]) == finished  # nothing finished was lost
+    assert count_trainings["runs"] == len(specs) - len(finished)  # only the rest trained
+    assert df.loss.notna().all()
+
+
+def test_workers_give_the_same_numbers(corpus, tmp_path) -> None:
+    specs = _specs(steps=(30, 40))
+    alone = _sweep(corpus, specs, tmp_path / "one")
+    pooled = run_sweep(specs, corpus=corpus, cache_dir=tmp_path / "two", workers=2, progress=False)
+    assert not pooled.cached.any()
+    assert pooled.loss.tolist() == alone.loss.tolist()  # single-threaded anywhere: bit for bit
+    assert len(list((tmp_path / "two").glob("*.json"))) == 2
+
+
+def test_sweep_bad_input_names_the_argument(corpus, tmp_path) -> None:
+    specs = _specs(steps=(30,))
+    too_small = [RunSpec(GPTConfig(vocab_size=20, n_ctx=16, n_layer=1, d_model=16, n_head=1), 640)]
+    cases = [
+        ({"specs": []}, "specs"),
+        ({"specs": ["run"]}, "specs"),
+        ({"workers": 0}, "workers"),
+        ({"tokenizer": "bytes"}, "tokenizer"),
+        ({"tokenizer": 3.5}, "tokenizer"),
+        ({"corpus": 3}, "corpus"),
+        ({"cache_dir": 5}, "cache_dir"),
+        ({"progress": 1}, "progress"),
+        ({"specs": too_small}, "vocab_size"),
+    ]
+    for kwargs, name in cases:
+        args = {"specs": specs, "corpus": corpus, "cache_dir": tmp_path, "workers": 1}
+        with pytest.raises(ValueError, match=name):
+            run_sweep(**{**args, **kwargs})
+    with pytest.raises(ValueError, match="key"):
+        load_run("0" * 64, tmp_path)

@@ -11,6 +11,7 @@ Modules, each named by what it holds:
 - ``train``: train one model on a token budget.
 - ``sweep``: train a design of many models, cached, one process per core.
 - ``fit``: fit power laws, Kaplan's and Chinchilla's forms, with bootstrap intervals.
+- ``plot``: log-log law plots, loss families, IsoFLOP profiles, frontiers.
 - ``lstm``: the corrected LSTM language model of chapter 3, and a loop that trains any model.
 
 The lab modules (data, model, train, sweep, fit) load on first use, so that
@@ -23,7 +24,7 @@ from . import check, laws, session
 from .check import check_close, check_true
 from .session import setup
 
-_LAZY = {"compute", "data", "fit", "lstm", "model", "sweep", "train"}
+_LAZY = {"compute", "data", "fit", "lstm", "model", "plot", "sweep", "train"}
 
 
 def __getattr__(name: str):

@@ -698,8 +698,62 @@ __all__ = [
     "RunSpec",
     "design_table",
     "grid_design",
+    "holdout",
     "isoflop_design",
+    "laptop_design",
     "load_run",
     "run_key",
     "run_sweep",
 ]
+
+
+# ----------------------------------------------------------------------------- the laptop study
+
+#: The shapes (n_layer, d_model) of the laptop design: two layers, width 16 to 96, 16
+#: channels per head; 6.6 k to 224 k non-embedding parameters (34×). In runs of 1,000–4,000
+#: steps, adding layers at a fixed width did not lower the loss (3×48 lost to 2×48, 4×64 tied
+#: 3×64), which bends L(N); growing the width alone keeps it smooth.
+LAPTOP_SHAPES = ((2, 16), (2, 32), (2, 48), (2, 64), (2, 80), (2, 96))
+#: Its token budgets in optimizer steps of LAPTOP_BATCH sequences of 64 characters.
+LAPTOP_STEPS = (1000, 2000, 4000)
+LAPTOP_BATCH = 16
+
+
+def laptop_design(*, vocab_size: int = 86, n_ctx: int = 64, seed: int = 0) -> list[RunSpec]:
+    """The course's default scaling study: 6 model sizes × 3 token budgets on one laptop.
+
+    Sizes are :data:`LAPTOP_SHAPES` (non-embedding N from 6.6 k to 224 k); budgets are
+    :data:`LAPTOP_STEPS` optimizer steps of :data:`LAPTOP_BATCH` sequences of ``n_ctx``
+    characters (1 M to 4 M tokens), so every run takes at least 1,000 steps. The learning
+    rate is :func:`helpers.train.default_lr` of each shape. ``vocab_size`` must fit the
+    tokenizer (86 for the character tokenizer).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    configs = [
+        GPTConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_layer=n_layer, d_model=d, n_head=d // 16)
+        for n_layer, d in LAPTOP_SHAPES
+    ]
+    budgets = [steps * LAPTOP_BATCH * n_ctx for steps in LAPTOP_STEPS]
+    return grid_design(configs, budgets, batch_size=LAPTOP_BATCH, seeds=seed, min_steps=1000)
+
+
+def holdout(table: pd.DataFrame, *, compute_fraction: float = 0.25) -> pd.Series:
+    """Which runs a pre-registered test holds out: every run whose compute C exceeds
+    ``compute_fraction`` of the largest C in the design.
+
+    Decide it from the design table (:func:`design_table`) *before* anything is fitted, fit
+    on the other runs, then compare predictions with the held-out runs. Returns a boolean
+    Series aligned with ``table`` (True = held out). ``compute_fraction`` in (0, 1).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    fraction = positive("compute_fraction", compute_fraction)
+    if fraction >= 1:
+        raise ValueError(f"compute_fraction must be in (0, 1), got {compute_fraction!r}")
+    if "C" not in getattr(table, "columns", ()):
+        raise ValueError("table must be a design or sweep table with a 'C' column (FLOPs)")
+    flops = positive_array("table['C']", table["C"])
+    import pandas as pd
+
+    return pd.Series(flops > fraction * flops.max(), index=table.index, name="held_out")

@@ -277,3 +277,42 @@ def test_sweep_bad_input_names_the_argument(corpus, tmp_path) -> None:
             run_sweep(**{**args, **kwargs})
     with pytest.raises(ValueError, match="key"):
         load_run("0" * 64, tmp_path)
+
+
+def test_laptop_design_meets_the_lab_targets():
+    specs = sweep.laptop_design()
+    table = sweep.design_table(specs)
+    assert table.N.nunique() >= 6 and table.D.nunique() >= 3
+    assert table.N.max() / table.N.min() >= 30
+    assert table.steps.min() >= 1000
+    # widths grow with N; depth never falls
+    shapes = table.sort_values("N")[["n_layer", "d_model"]].drop_duplicates().values
+    assert (np.diff(shapes[:, 0]) >= 0).all() and (np.diff(shapes[:, 1]) > 0).all()
+
+
+def test_holdout_is_decided_from_compute_alone():
+    table = sweep.design_table(sweep.laptop_design())
+    held = sweep.holdout(table)
+    assert held.dtype == bool and held.index.equals(table.index)
+    assert (table.C[held] > 0.25 * table.C.max()).all()
+    assert (table.C[~held] <= 0.25 * table.C.max()).all()
+    assert 0 < held.sum() < len(table) / 2
+    assert sweep.holdout(table, compute_fraction=0.999).sum() == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"compute_fraction": 0}, "compute_fraction"),
+        ({"compute_fraction": 1.5}, "compute_fraction"),
+    ],
+)
+def test_holdout_rejects_bad_fractions(kwargs, needle):
+    table = sweep.design_table(sweep.laptop_design())
+    with pytest.raises(ValueError, match=needle):
+        sweep.holdout(table, **kwargs)
+
+
+def test_holdout_needs_a_compute_column():
+    with pytest.raises(ValueError, match="'C' column"):
+        sweep.holdout(pd.DataFrame({"N": [1.0]}))

@@ -12,7 +12,7 @@ Modules, each named by what it holds:
 - ``sweep``: train a design of many models, cached, one process per core.
 - ``fit``: fit power laws, Kaplan's and Chinchilla's forms, with bootstrap intervals.
 - ``plot``: log-log law plots, loss families, IsoFLOP profiles, frontiers.
-- ``lstm``: the corrected LSTM language model of chapter 3, and a loop that trains any model.
+- ``lstm``: the corrected LSTM language model of chapter 3 (trained by ``train.train_model``).
 
 The lab modules (data, model, train, sweep, fit) load on first use, so that
 ``import helpers`` stays fast for chapters that need no PyTorch.

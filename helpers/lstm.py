@@ -18,9 +18,9 @@ tokens, context 64) the LSTMs were ahead by about 0.4 nats per token, while the
 Transformers were still improving faster when the budget ended.
 
 :func:`lstm_config` picks the LSTM whose non-embedding count is nearest a target N, and
-:func:`train_lm` trains *any* such model with the lab's recipe (the one
-:func:`helpers.train.train` uses for GPTs), so the comparison differs in the architecture
-only.
+:func:`train_lm` trains *any* such model with the lab's loop,
+:func:`helpers.train.train_model` (the one :func:`helpers.train.train` runs for GPTs), so
+the comparison differs in the architecture only; it adds a cache of finished runs.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import json
 import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,18 +41,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._validate import positive, positive_int
-from .data import get_batch
 from .train import (
-    BETAS,
     CODE_VERSION,
     EVAL_TOKENS,
-    GRAD_CLIP,
     N_EVALS,
-    WEIGHT_DECAY,
-    NonFiniteLossError,
-    default_warmup,
-    eval_slice,
-    lr_schedule,
+    _check_ids,
+    _check_model,
+    _check_seed,
+    _evaluate,
+    train_model,
 )
 
 #: Peak learning rate of the LSTMs, for any width. Measured on this course's character-level
@@ -65,6 +61,11 @@ LSTM_LR = 0.04
 #: Bump by hand whenever a change here alters what :func:`train_lm` computes: cached runs
 #: are keyed by it (and by ``helpers.train.CODE_VERSION``), so old results are not reused.
 LM_CODE_VERSION = 1
+
+#: Validation windows per evaluation forward pass in :func:`train_lm` and
+#: :func:`evaluate_lm` (its value since the first version: a different chunking changes the
+#: validation losses in their last digits, so it is part of what a cached run computed).
+EVAL_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -196,49 +197,21 @@ class LMRun:
     model: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
-def _check_lm(model: Any) -> nn.Module:
-    if not isinstance(model, nn.Module) or not isinstance(
-        getattr(getattr(model, "config", None), "n_ctx", None), int
-    ):
-        raise ValueError(
-            "model must be an nn.Module with config.n_ctx and forward(idx, targets) -> "
-            f"(logits, loss), such as LSTMLM or helpers.model.GPT; got {type(model).__name__}"
-        )
-    return model
-
-
-def _ids(name: str, ids: Any, n_ctx: int, vocab_size: int) -> np.ndarray:
-    if isinstance(ids, torch.Tensor):
-        ids = ids.detach().cpu().numpy()
-    if not isinstance(ids, np.ndarray) or ids.ndim != 1 or ids.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be a 1-D integer array or tensor of token ids")
-    if ids.shape[0] < n_ctx + 1:
-        raise ValueError(f"{name} must hold at least n_ctx + 1 = {n_ctx + 1} tokens")
-    if int(ids.max()) >= vocab_size:
-        raise ValueError(f"{name} holds ids >= the model's vocab_size={vocab_size}")
-    return ids
-
-
-@torch.no_grad()
-def evaluate_lm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 256) -> float:
+def evaluate_lm(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = EVAL_CHUNK
+) -> float:
     """Mean cross-entropy (nats per token) of ``model`` on windows ``x`` → ``y``, (n, T) each.
 
-    Evaluated ``chunk`` windows at a time, in eval mode (the mode is restored afterwards).
+    Evaluated ``chunk`` windows at a time, in eval mode (the mode is restored afterwards), on
+    the device ``x`` is on, the way :func:`helpers.train.train_model` evaluates.
 
     Introduced in: chapters/03_algorithm.ipynb
     """
-    _check_lm(model)
-    positive_int("chunk", chunk)
+    _check_model(model)
+    chunk = positive_int("chunk", chunk)
     if x.ndim != 2 or x.shape != y.shape:
         raise ValueError(f"x and y must be (n, T) tensors of one shape, got {x.shape}, {y.shape}")
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for i in range(0, x.shape[0], chunk):
-        _, loss = model(x[i : i + chunk], y[i : i + chunk])
-        total += float(loss) * x[i : i + chunk].shape[0]
-    model.train(was_training)
-    return total / x.shape[0]
+    return _evaluate(model, x, y, x.device, chunk)
 
 
 def _run_key(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: dict) -> str:
@@ -293,78 +266,6 @@ def _write_cached(path: Path, model: nn.Module, data: dict[str, Any]) -> None:
         raise
 
 
-def _train(
-    model: nn.Module,
-    train_ids: np.ndarray,
-    val_ids: np.ndarray,
-    n_tokens: int,
-    peak_lr: float,
-    batch_size: int,
-    seed: int,
-    schedule_steps: int,
-    eval_tokens: int | None,
-    n_evals: int,
-    progress: bool,
-) -> LMRun:
-    """The loop of :func:`train_lm`, on checked arguments."""
-    from tqdm import tqdm
-
-    n_ctx = model.config.n_ctx
-    per_step = batch_size * n_ctx
-    n_steps = n_tokens // per_step
-    eval_x, eval_y = eval_slice(val_ids, n_ctx, eval_tokens)
-
-    start = time.perf_counter()
-    eval_every = math.ceil(n_steps / n_evals)
-    warmup = default_warmup(schedule_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=peak_lr, betas=BETAS, fused=True)
-    gen = torch.Generator().manual_seed(int(seed))
-    model.train()
-    curve: list[dict[str, float]] = []
-    loss_sum, loss_n, eval_s = 0.0, 0, 0.0
-    for step in tqdm(range(n_steps), disable=not progress, unit="step", mininterval=0.5):
-        lr_now = lr_schedule(step, schedule_steps, peak_lr, warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_now
-        x, y = get_batch(train_ids, n_ctx, batch_size, gen)
-        _, loss = model(x, y)  # forward: mean cross-entropy of the next token
-        loss_value = loss.detach().item()
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(f"the training loss became {loss_value} at step {step}")
-        loss.backward()  # backward: gradients of the loss
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        optimizer.step()  # update the weights
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
-        if (step + 1) % eval_every == 0 or step + 1 == n_steps:
-            t0 = time.perf_counter()
-            val = evaluate_lm(model, eval_x, eval_y)
-            eval_s += time.perf_counter() - t0
-            point = {"step": step + 1, "tokens": (step + 1) * per_step, "lr": lr_now}
-            curve.append({**point, "train_loss": loss_sum / loss_n, "val_loss": val})
-            loss_sum, loss_n = 0.0, 0
-    wall = time.perf_counter() - start
-    model.eval()
-    return LMRun(
-        final_val_loss=curve[-1]["val_loss"],
-        curve=curve,
-        n_steps=n_steps,
-        schedule_steps=schedule_steps,
-        n_tokens=n_steps * per_step,
-        batch_size=batch_size,
-        lr=peak_lr,
-        seed=int(seed),
-        tokens_per_s=n_steps * per_step / max(wall - eval_s, 1e-9),
-        wall_s=wall,
-        model=model,
-    )
-
-
 def train_lm(
     model: nn.Module,
     train_ids: np.ndarray | torch.Tensor,
@@ -383,19 +284,19 @@ def train_lm(
 ) -> LMRun:
     """Train ``model`` in place on ``n_tokens`` tokens with the lab's recipe; return the run.
 
-    ``model`` is any ``nn.Module`` with ``config.n_ctx`` and ``forward(idx, targets) ->
-    (logits, loss)``: an :class:`LSTMLM` or a :class:`helpers.model.GPT`. The recipe is
-    :func:`helpers.train.train`'s, step for step: batches from
-    :func:`helpers.data.get_batch` with a generator seeded with ``seed``; AdamW with β =
-    (0.9, 0.95) and weight decay 0.1 on matrices only; gradient norm clipped to 1.0; linear
-    warm-up then cosine to 10 % of the peak ``lr``; the fixed validation slice of
-    :func:`helpers.train.eval_slice`. So ``train_lm(GPT(config, seed), ..., seed=seed)`` gives
-    the losses of ``helpers.train.train(config, ..., seed=seed)``.
+    ``model`` is any ``nn.Module`` with ``config.n_ctx``, ``config.vocab_size`` and
+    ``forward(idx, targets) -> (logits, loss)``: an :class:`LSTMLM` or a
+    :class:`helpers.model.GPT`. The run is :func:`helpers.train.train_model`'s (batches seeded
+    with ``seed``; AdamW, clipping, warm-up then cosine to 10 % of the peak ``lr``; the fixed
+    validation slice), so ``train_lm(GPT(config, seed), ..., seed=seed)`` trains exactly as
+    ``helpers.train.train(config, ..., seed=seed)`` does. Its validation losses are the same
+    too when the context is 64 tokens; with another context they can differ in the last
+    digits, because ``train_lm`` evaluates :data:`EVAL_CHUNK` windows per forward pass.
 
-    ``schedule_tokens`` (default ``n_tokens``) is the budget the schedule is laid out for: a
-    larger value trains a run cut short of a longer schedule, whose learning rate has not
-    decayed when it stops. ``n_evals`` evaluations are spread over the run (the last at the
-    final step). CPU only. ``n_threads``: torch threads during the run (restored afterwards;
+    ``schedule_tokens`` (tokens, default ``n_tokens``) is the budget the schedule is laid out
+    for: a larger value trains a run cut short of a longer schedule, whose learning rate has
+    not decayed when it stops. ``n_evals`` evaluations are spread over the run (the last at
+    the final step). CPU only. ``n_threads``: torch threads during the run (restored afterwards;
     ``None`` keeps the current setting). One is the default because small models, an LSTM's
     64 sequential small steps above all, run faster on one thread than on two shared ones
     (an LSTM of 37 k parameters was 8x slower with two threads on a busy 2-core machine).
@@ -407,14 +308,12 @@ def train_lm(
 
     Introduced in: chapters/03_algorithm.ipynb
     """
-    _check_lm(model)
+    _check_model(model)
     n_ctx = model.config.n_ctx
-    vocab = model.config.vocab_size
     n_tokens = positive_int("n_tokens", n_tokens)
     peak_lr = positive("lr", lr)
     batch_size = positive_int("batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = _check_seed(seed)
     per_step = batch_size * n_ctx
     n_steps = n_tokens // per_step
     if n_steps < 1:
@@ -435,12 +334,12 @@ def train_lm(
         n_threads = positive_int("n_threads", n_threads)
     if cache_dir is not None and (not isinstance(cache_dir, (str, Path)) or not str(cache_dir)):
         raise ValueError(f"cache_dir must be None or a str/Path, got {cache_dir!r}")
-    train_ids = _ids("train_ids", train_ids, n_ctx, vocab)
-    val_ids = _ids("val_ids", val_ids, n_ctx, vocab)
+    train_ids = _check_ids("train_ids", train_ids, model.config)
+    val_ids = _check_ids("val_ids", val_ids, model.config)
     path = None
     if cache_dir is not None:
         settings = dict(
-            n_tokens=n_tokens, lr=peak_lr, batch_size=batch_size, seed=int(seed),
+            n_tokens=n_tokens, lr=peak_lr, batch_size=batch_size, seed=seed,
             schedule_steps=schedule_steps, eval_tokens=eval_tokens, n_evals=n_evals,
         )  # fmt: skip
         path = Path(cache_dir) / f"{_run_key(model, train_ids, val_ids, settings)}.safetensors"
@@ -452,10 +351,35 @@ def train_lm(
     if n_threads is not None:
         torch.set_num_threads(n_threads)
     try:
-        run = _train(model, train_ids, val_ids, n_tokens, peak_lr, batch_size, int(seed),
-                     schedule_steps, eval_tokens, n_evals, progress)  # fmt: skip
+        loop = train_model(
+            model,
+            train_ids,
+            val_ids,
+            n_tokens=n_tokens,
+            lr=peak_lr,
+            batch_size=batch_size,
+            seed=seed,
+            schedule_tokens=schedule_tokens,
+            eval_tokens=eval_tokens,
+            eval_every=math.ceil(n_steps / n_evals),
+            eval_batch=EVAL_CHUNK,
+            progress=progress,
+        )
     finally:
         torch.set_num_threads(threads)
+    run = LMRun(
+        final_val_loss=loop.final_val_loss,
+        curve=loop.curve,
+        n_steps=loop.n_steps,
+        schedule_steps=loop.schedule_steps,
+        n_tokens=loop.n_tokens,
+        batch_size=loop.batch_size,
+        lr=loop.lr,
+        seed=loop.seed,
+        tokens_per_s=loop.tokens_per_s,
+        wall_s=loop.wall_s,
+        model=model,
+    )
     if path is not None:
         data = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)}
         _write_cached(path, model, {k: v for k, v in data.items() if k not in ("model", "cached")})
@@ -463,6 +387,7 @@ def train_lm(
 
 
 __all__ = [
+    "EVAL_CHUNK",
     "LM_CODE_VERSION",
     "LSTM_LR",
     "LMRun",

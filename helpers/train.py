@@ -1,7 +1,10 @@
 """Train one GPT on a token budget: the loop every run of a scaling sweep goes through.
 
 Read it top to bottom: the recipe's hyper-parameters (learning rate per width, warm-up,
-cosine decay), the result of a run, then :func:`train` itself. The recipe follows Chinchilla
+cosine decay), the result of a run, then the loop. :func:`train_model` is the loop itself:
+it trains any language model in place (a GPT, or the LSTM of :mod:`helpers.lstm`);
+:func:`train` builds a fresh GPT of a given shape, runs it, and adds what a scaling sweep
+records (parameter counts, FLOPs, a checkpoint). The recipe follows Chinchilla
 (Hoffmann et al. 2022, Sec. 3 and App. A): AdamW, a linear warm-up, then a cosine decay to
 10 % of the peak learning rate over exactly the run's budget, so every run ends with a fully
 decayed schedule. The rest (β = (0.9, 0.95), weight decay 0.1 on matrices, gradient clipping
@@ -250,10 +253,38 @@ def _optional_positive_int(name: str, value: int | None) -> int | None:
     return None if value is None else positive_int(name, value)
 
 
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _check_tokens(name: str, value: Any) -> int:
+    """A token count: an integer >= 1; a float with an integer value (1e6) is accepted."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return positive_int(name, value)
+
+
+def _check_model(model: Any) -> torch.nn.Module:
+    """A module whose ``config`` has positive integers ``n_ctx`` and ``vocab_size``."""
+    config = getattr(model, "config", None)
+    sizes = [getattr(config, name, None) for name in ("n_ctx", "vocab_size")]
+    if not isinstance(model, torch.nn.Module) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+    ):
+        raise ValueError(
+            "model must be an nn.Module with config.n_ctx, config.vocab_size and "
+            "forward(idx, targets) -> (logits, loss), such as helpers.model.GPT or "
+            f"helpers.lstm.LSTMLM; got {type(model).__name__}"
+        )
+    return model
+
+
 # ----------------------------------------------------------------------------- helpers
 
 
-def _param_groups(model: GPT) -> list[dict[str, Any]]:
+def _param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
     """Matrices (embeddings included) get weight decay; biases and LayerNorm gains do not."""
     params = [p for p in model.parameters() if p.requires_grad]  # tied weight listed once
     return [
@@ -270,10 +301,15 @@ def _autocast(dev: torch.device) -> contextlib.AbstractContextManager:
 
 
 @torch.no_grad()
-def _evaluate(model: GPT, x: torch.Tensor, y: torch.Tensor, dev: torch.device) -> float:
-    """Mean cross-entropy (nats per token) over the windows (x, y), in chunks."""
+def _evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dev: torch.device, rows: int
+) -> float:
+    """Mean cross-entropy (nats per token) over the windows (x, y), ``rows`` at a time.
+
+    The model is evaluated in eval mode; its mode is restored afterwards.
+    """
+    was_training = model.training
     model.eval()
-    rows = max(1, _EVAL_CHUNK_TOKENS // x.shape[1])
     total = 0.0
     for i in range(0, x.shape[0], rows):
         xb = x[i : i + rows].to(dev, non_blocking=True)
@@ -281,7 +317,7 @@ def _evaluate(model: GPT, x: torch.Tensor, y: torch.Tensor, dev: torch.device) -
         with _autocast(dev):
             _, loss = model(xb, yb)
         total += float(loss) * xb.shape[0]  # equal-length windows: weight by rows
-    model.train()
+    model.train(was_training)
     return total / x.shape[0]
 
 
@@ -374,6 +410,214 @@ def load_checkpoint(checkpoint_dir: str | Path) -> TrainResult:
 # ----------------------------------------------------------------------------- training
 
 
+@dataclass
+class LoopResult:
+    """What :func:`train_model` produced. Losses in nats per token; times in seconds.
+
+    ``n_tokens`` (D) were trained in ``n_steps`` optimizer steps of ``batch_size`` windows:
+    n_steps · batch_size · n_ctx tokens, which can be a little less than the budget asked
+    for. The learning-rate schedule was laid out for ``schedule_steps`` steps (equal to
+    ``n_steps`` unless the run was cut short of a longer schedule), with ``warmup_steps``
+    steps of warm-up to the peak ``lr``. ``curve`` has one point per evaluation: ``step``,
+    ``tokens`` seen, ``lr`` of that step, ``train_loss`` (mean over the steps since the
+    previous point) and ``val_loss`` (on the fixed slice of ``eval_tokens`` validation
+    tokens). ``wall_s`` is the time from the first step to the last evaluation (set-up not
+    counted), ``eval_s`` the part of it spent evaluating, and ``tokens_per_s`` =
+    n_tokens / (wall_s - eval_s), the training speed. ``seed`` seeded the batches;
+    ``device`` is where the run took place.
+
+    Introduced in: chapters/03_algorithm.ipynb
+    """
+
+    curve: list[dict[str, float]]
+    n_tokens: int
+    n_steps: int
+    schedule_steps: int
+    warmup_steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    eval_tokens: int
+    tokens_per_s: float
+    wall_s: float
+    eval_s: float
+    device: str
+
+    @property
+    def final_val_loss(self) -> float:
+        """The validation loss at the last step, in nats per token."""
+        return self.curve[-1]["val_loss"]
+
+
+def train_model(
+    model: torch.nn.Module,
+    train_ids: np.ndarray | torch.Tensor,
+    val_ids: np.ndarray | torch.Tensor,
+    *,
+    n_tokens: int | float,
+    lr: float,
+    batch_size: int = 16,
+    seed: int = 0,
+    schedule_tokens: int | float | None = None,
+    device: str | torch.device = "cpu",
+    eval_tokens: int | None = EVAL_TOKENS,
+    eval_every: int | None = None,
+    eval_batch: int | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> LoopResult:
+    """Train ``model`` in place on ``n_tokens`` tokens with the lab's recipe; return the run.
+
+    ``model`` is any ``nn.Module`` with ``config.n_ctx`` (training window, tokens),
+    ``config.vocab_size`` and ``forward(idx, targets) -> (logits, loss)``, the loss a mean
+    cross-entropy in nats per token: a :class:`helpers.model.GPT` or a
+    :class:`helpers.lstm.LSTMLM`. Its weights are trained from where they are; the caller
+    decides their initialisation.
+
+    - Budget: ``n_steps = n_tokens // (batch_size · n_ctx)`` optimizer steps, each on
+      ``batch_size`` random windows of ``n_ctx`` tokens from ``train_ids``
+      (:func:`helpers.data.get_batch`); the trained D is n_steps · batch_size · n_ctx tokens.
+    - Optimizer: AdamW, β = (0.9, 0.95), weight decay 0.1 on matrices only, global gradient
+      norm clipped to 1.0.
+    - Schedule (:func:`lr_schedule`): linear warm-up of :func:`default_warmup` steps to the
+      peak ``lr``, then a cosine to 10 % of the peak. The schedule is laid out for
+      ``schedule_tokens`` (tokens; ``None``: ``n_tokens``), i.e. ``schedule_tokens //
+      (batch_size · n_ctx)`` steps: a larger value trains a run cut short of a longer
+      schedule, whose learning rate has not decayed when it stops.
+    - Evaluation: mean loss in nats per token on a fixed slice of ``eval_tokens`` validation
+      tokens (:func:`eval_slice`; ``None`` = the whole split), every ``eval_every`` steps
+      (``None``: 8 times per run) and always at the last step, ``eval_batch`` windows per
+      forward pass (``None``: as many as fit in 16 384 tokens).
+    - Determinism: batches come from a ``torch.Generator`` seeded with ``seed``, so on the
+      CPU the same model, arguments (and thread count) give the same losses bit for bit.
+      The global random state is untouched.
+    - ``device="cuda"`` trains under bf16 autocast when the GPU supports it (fp32 otherwise).
+    - A NaN or infinite loss or gradient norm stops the run with :class:`NonFiniteLossError`
+      naming the step.
+    - ``progress``: a tqdm bar over steps, labelled ``desc`` (``None``: the model's class).
+
+    On return ``model`` is on ``device``, in eval mode. Returns a :class:`LoopResult`.
+
+    Introduced in: chapters/03_algorithm.ipynb
+    """
+    from tqdm import tqdm
+
+    model = _check_model(model)
+    n_ctx = model.config.n_ctx
+    batch_size = positive_int("batch_size", batch_size)
+    n_tokens = _check_tokens("n_tokens", n_tokens)
+    tokens_per_step = batch_size * n_ctx
+    n_steps = n_tokens // tokens_per_step
+    if n_steps < 1:
+        raise ValueError(
+            f"n_tokens must be at least one step, batch_size · n_ctx = {tokens_per_step} "
+            f"tokens, got {n_tokens}"
+        )
+    schedule_steps = n_steps
+    if schedule_tokens is not None:
+        schedule_steps = _check_tokens("schedule_tokens", schedule_tokens) // tokens_per_step
+        if schedule_steps < n_steps:
+            raise ValueError(
+                f"schedule_tokens must be >= n_tokens={n_tokens}, got {schedule_tokens}"
+            )
+    peak_lr = positive("lr", lr)
+    seed = _check_seed(seed)
+    dev = _check_device(device)
+    eval_every = _optional_positive_int("eval_every", eval_every)
+    if eval_every is None:
+        eval_every = math.ceil(n_steps / N_EVALS)
+    eval_batch = _optional_positive_int("eval_batch", eval_batch)
+    if eval_batch is None:
+        eval_batch = max(1, _EVAL_CHUNK_TOKENS // n_ctx)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    if desc is not None and not isinstance(desc, str):
+        raise ValueError(f"desc must be None or a str, got {desc!r}")
+    train_ids = _check_ids("train_ids", train_ids, model.config)
+    val_ids = _check_ids("val_ids", val_ids, model.config)
+    eval_x, eval_y = eval_slice(val_ids, n_ctx, eval_tokens)
+
+    warmup = default_warmup(schedule_steps)
+    model.to(dev)
+    model.train()
+    # fused: one kernel for the whole update (3x faster than the loop on CPU for tiny models).
+    # The first optimizer in a process imports torch._dynamo (seconds): not timed below.
+    optimizer = torch.optim.AdamW(_param_groups(model), lr=peak_lr, betas=BETAS, fused=True)
+    gen = torch.Generator().manual_seed(seed)  # batches: CPU generator, same on any device
+    start = time.perf_counter()
+    curve: list[dict[str, float]] = []
+    loss_sum, loss_n = 0.0, 0
+    eval_s = 0.0
+    label = type(model).__name__ if desc is None else desc
+    bar = tqdm(total=n_steps, disable=not progress, unit="step", desc=label, mininterval=0.5)
+    try:
+        for step in range(n_steps):
+            lr_now = lr_schedule(step, schedule_steps, peak_lr, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            x, y = get_batch(train_ids, n_ctx, batch_size, gen)
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            with _autocast(dev):
+                _, loss = model(x, y)  # forward: mean cross-entropy of the next token
+            loss_value = loss.detach().item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"the training loss became {loss_value} at step {step} of {n_steps} "
+                    f"(learning rate {lr_now:.3g}, peak {peak_lr:.3g}); try a smaller lr"
+                )
+            loss.backward()  # backward: gradients of the loss
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP))
+            if not math.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"the gradient norm became {grad_norm} at step {step} of {n_steps} "
+                    f"(learning rate {lr_now:.3g}, peak {peak_lr:.3g}); try a smaller lr"
+                )
+            optimizer.step()  # update the weights
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss_value
+            loss_n += 1
+            bar.update(1)
+            if (step + 1) % eval_every == 0 or step + 1 == n_steps:
+                t0 = time.perf_counter()
+                val = _evaluate(model, eval_x, eval_y, dev, eval_batch)
+                eval_s += time.perf_counter() - t0
+                curve.append(
+                    {
+                        "step": step + 1,
+                        "tokens": (step + 1) * tokens_per_step,
+                        "lr": lr_now,
+                        "train_loss": loss_sum / loss_n,
+                        "val_loss": val,
+                    }
+                )
+                loss_sum, loss_n = 0.0, 0
+                bar.set_postfix(train=f"{curve[-1]['train_loss']:.3f}", val=f"{val:.3f}")
+    finally:
+        bar.close()
+    wall = time.perf_counter() - start
+    model.eval()
+    if not math.isfinite(curve[-1]["val_loss"]):
+        raise NonFiniteLossError(
+            f"the validation loss became {curve[-1]['val_loss']} at step {n_steps} of {n_steps}"
+        )
+    trained = n_steps * tokens_per_step
+    return LoopResult(
+        curve=curve,
+        n_tokens=trained,
+        n_steps=n_steps,
+        schedule_steps=schedule_steps,
+        warmup_steps=warmup,
+        batch_size=batch_size,
+        lr=peak_lr,
+        seed=seed,
+        eval_tokens=int(eval_x.numel()),
+        tokens_per_s=trained / max(wall - eval_s, 1e-9),
+        wall_s=wall,
+        eval_s=eval_s,
+        device=str(dev),
+    )
+
+
 def train(
     config: GPTConfig,
     train_ids: np.ndarray | torch.Tensor,
@@ -391,153 +635,62 @@ def train(
 ) -> TrainResult:
     """Train a fresh :class:`GPT` of shape ``config`` on ``n_tokens`` tokens; return the result.
 
-    - Budget: ``n_steps = n_tokens // (batch_size · n_ctx)`` optimizer steps, each on
-      ``batch_size`` random windows of ``n_ctx`` tokens from ``train_ids``
-      (:func:`helpers.data.get_batch`); the trained D is n_steps · batch_size · n_ctx tokens.
-    - Optimizer: AdamW, β = (0.9, 0.95), weight decay 0.1 on matrices only, global gradient
-      norm clipped to 1.0.
-    - Schedule (:func:`lr_schedule`): linear warm-up of :func:`default_warmup` steps to the
-      peak ``lr`` (``None``: :func:`default_lr`), then a cosine to 10 % of the peak at the
-      last step.
-    - Evaluation: mean loss in nats per token on a fixed slice of ``eval_tokens`` validation
-      tokens (:func:`eval_slice`; ``None`` = the whole split), every ``eval_every`` steps
-      (``None``: 8 times per run) and always at the last step.
-    - Determinism: the model is ``GPT(config, seed)`` and batches come from a
-      ``torch.Generator`` seeded with ``seed``, so on the CPU the same arguments (and the same
-      thread count) give the same losses bit for bit. The global random state is untouched.
-    - ``device="cuda"`` trains under bf16 autocast when the GPU supports it (fp32 otherwise).
-    - A NaN or infinite loss or gradient norm stops the run with :class:`NonFiniteLossError`
-      naming the step.
-    - ``progress``: a tqdm bar over steps. ``checkpoint_dir``: write the final model and
-      result there (:func:`save_checkpoint`, safetensors).
+    The network is ``GPT(config, seed)``, trained by :func:`train_model` (which see for the
+    recipe: AdamW, warm-up then cosine to 10 % of the peak over exactly ``n_tokens``, the
+    fixed evaluation slice, NaN stop) with batches seeded with the same ``seed``, so on the
+    CPU the same arguments (and the same thread count) give the same losses bit for bit.
+    ``lr`` is the peak learning rate (``None``: :func:`default_lr`). The other arguments are
+    :func:`train_model`'s: ``n_tokens`` and ``eval_tokens`` in tokens, ``eval_every`` in
+    steps (``None``: 8 evaluations per run). ``checkpoint_dir``: write the final model and
+    result there (:func:`save_checkpoint`, safetensors).
 
-    Returns a :class:`TrainResult` (its ``model`` holds the trained network).
+    Returns a :class:`TrainResult` (its ``model`` holds the trained network, on the CPU).
 
     Introduced in: chapters/05_practice.ipynb
     """
-    from tqdm import tqdm
-
     if not isinstance(config, GPTConfig):
         raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
-    batch_size = positive_int("batch_size", batch_size)
-    if isinstance(n_tokens, float) and n_tokens.is_integer():
-        n_tokens = int(n_tokens)  # 1e6 is fine
-    n_tokens = positive_int("n_tokens", n_tokens)
-    tokens_per_step = batch_size * config.n_ctx
-    n_steps = n_tokens // tokens_per_step
-    if n_steps < 1:
-        raise ValueError(
-            f"n_tokens must be at least one step, batch_size · n_ctx = {tokens_per_step} "
-            f"tokens, got {n_tokens}"
-        )
-    peak_lr = default_lr(config) if lr is None else positive("lr", lr)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    seed = int(seed)
-    dev = _check_device(device)
-    eval_every = _optional_positive_int("eval_every", eval_every)
-    if eval_every is None:
-        eval_every = math.ceil(n_steps / N_EVALS)
-    if not isinstance(progress, bool):
-        raise ValueError(f"progress must be True or False, got {progress!r}")
+    seed = _check_seed(seed)
     if checkpoint_dir is not None and (
         not isinstance(checkpoint_dir, (str, Path)) or not str(checkpoint_dir)
     ):
         raise ValueError(f"checkpoint_dir must be None or a str/Path, got {checkpoint_dir!r}")
-    train_ids = _check_ids("train_ids", train_ids, config)
-    val_ids = _check_ids("val_ids", val_ids, config)
-    eval_x, eval_y = eval_slice(val_ids, config.n_ctx, eval_tokens)
-
-    warmup = default_warmup(n_steps)
-    model = GPT(config, seed=seed).to(dev)
-    model.train()
-    # fused: one kernel for the whole update (3x faster than the loop on CPU for tiny models).
-    # The first optimizer in a process imports torch._dynamo (seconds): not timed below.
-    optimizer = torch.optim.AdamW(_param_groups(model), lr=peak_lr, betas=BETAS, fused=True)
-    gen = torch.Generator().manual_seed(seed)  # batches: CPU generator, same on any device
-    start = time.perf_counter()
-    curve: list[dict[str, float]] = []
-    loss_sum, loss_n = 0.0, 0
-    eval_s = 0.0
-    bar = tqdm(
-        total=n_steps,
-        disable=not progress,
-        unit="step",
-        desc=f"N={count_params(config)[1]:,}",
-        mininterval=0.5,
-    )
-    try:
-        for step in range(n_steps):
-            lr_now = lr_schedule(step, n_steps, peak_lr, warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            x, y = get_batch(train_ids, config.n_ctx, batch_size, gen)
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            with _autocast(dev):
-                _, loss = model(x, y)
-            loss_value = loss.detach().item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"the training loss became {loss_value} at step {step} of {n_steps} "
-                    f"(learning rate {lr_now:.3g}, peak {peak_lr:.3g}); try a smaller lr"
-                )
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP))
-            if not math.isfinite(grad_norm):
-                raise NonFiniteLossError(
-                    f"the gradient norm became {grad_norm} at step {step} of {n_steps} "
-                    f"(learning rate {lr_now:.3g}, peak {peak_lr:.3g}); try a smaller lr"
-                )
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss_value
-            loss_n += 1
-            bar.update(1)
-            if (step + 1) % eval_every == 0 or step + 1 == n_steps:
-                t0 = time.perf_counter()
-                val = _evaluate(model, eval_x, eval_y, dev)
-                eval_s += time.perf_counter() - t0
-                curve.append(
-                    {
-                        "step": step + 1,
-                        "tokens": (step + 1) * tokens_per_step,
-                        "lr": lr_now,
-                        "train_loss": loss_sum / loss_n,
-                        "val_loss": val,
-                    }
-                )
-                loss_sum, loss_n = 0.0, 0
-                bar.set_postfix(train=f"{curve[-1]['train_loss']:.3f}", val=f"{val:.3f}")
-    finally:
-        bar.close()
-    wall = time.perf_counter() - start
-    if not math.isfinite(curve[-1]["val_loss"]):
-        raise NonFiniteLossError(
-            f"the validation loss became {curve[-1]['val_loss']} at step {n_steps} of {n_steps}"
-        )
-
     n_total, n_non_emb = count_params(config)
-    trained = n_steps * tokens_per_step
+    model = GPT(config, seed=seed)
+    run = train_model(
+        model,
+        train_ids,
+        val_ids,
+        n_tokens=n_tokens,
+        lr=default_lr(config) if lr is None else lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        eval_tokens=eval_tokens,
+        eval_every=eval_every,
+        progress=progress,
+        desc=f"N={n_non_emb:,}",
+    )
     result = TrainResult(
         config=config,
         n_params=n_non_emb,
         n_params_total=n_total,
-        n_tokens=trained,
-        n_steps=n_steps,
-        batch_size=batch_size,
-        flops=training_flops(n_non_emb, trained),
-        flops_total=training_flops(n_total, trained),
-        final_val_loss=curve[-1]["val_loss"],
-        curve=curve,
-        tokens_per_s=trained / max(wall - eval_s, 1e-9),
-        wall_s=wall,
-        eval_s=eval_s,
-        lr=peak_lr,
-        warmup_steps=warmup,
+        n_tokens=run.n_tokens,
+        n_steps=run.n_steps,
+        batch_size=run.batch_size,
+        flops=training_flops(n_non_emb, run.n_tokens),
+        flops_total=training_flops(n_total, run.n_tokens),
+        final_val_loss=run.final_val_loss,
+        curve=run.curve,
+        tokens_per_s=run.tokens_per_s,
+        wall_s=run.wall_s,
+        eval_s=run.eval_s,
+        lr=run.lr,
+        warmup_steps=run.warmup_steps,
         seed=seed,
-        eval_tokens=int(eval_x.numel()),
-        device=str(dev),
-        model=model.cpu().eval() if dev.type != "cpu" else model.eval(),
+        eval_tokens=run.eval_tokens,
+        device=run.device,
+        model=model.cpu(),  # train_model left it in eval mode
     )
     if checkpoint_dir is not None:
         save_checkpoint(result, checkpoint_dir)
@@ -546,6 +699,7 @@ def train(
 
 __all__ = [
     "CODE_VERSION",
+    "LoopResult",
     "NonFiniteLossError",
     "TrainResult",
     "default_lr",
@@ -555,4 +709,5 @@ __all__ = [
     "lr_schedule",
     "save_checkpoint",
     "train",
+    "train_model",
 ]

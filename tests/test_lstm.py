@@ -107,9 +107,10 @@ def test_train_lm_reproduces_the_lab_train_for_a_gpt():
     ours = lstm.train_lm(GPT(cfg, seed=2), ids, val, **kw, eval_tokens=256)
     lab = train(cfg, ids, val, **kw, eval_tokens=256, progress=False)
     assert ours.n_steps == lab.n_steps == 40
-    got = [p["val_loss"] for p in ours.curve]
-    want = [p["val_loss"] for p in lab.curve]
-    assert np.allclose(got, want, rtol=1e-5, atol=0), (got, want)
+    # one loop (helpers.train.train_model) runs both; 16 evaluation windows fit in one
+    # forward pass either way, so even the validation losses agree bit for bit
+    assert ours.curve == lab.curve
+    assert ours.final_val_loss == lab.final_val_loss
 
 
 def test_train_lm_learns_and_is_deterministic():

@@ -1,4 +1,5 @@
-"""Tests of helpers.train: the schedule, determinism, NaN detection, results and checkpoints."""
+"""Tests of helpers.train: the schedule, the loop on any model, determinism, NaN detection,
+results and checkpoints."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 import torch
 
 from helpers import data
+from helpers.lstm import LSTMLM, LSTMConfig
 from helpers.model import GPT, GPTConfig, count_params
 from helpers.train import (
+    LoopResult,
     NonFiniteLossError,
     TrainResult,
     default_lr,
@@ -20,6 +23,7 @@ from helpers.train import (
     load_checkpoint,
     lr_schedule,
     train,
+    train_model,
 )
 
 CONFIG = GPTConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=16, n_head=1)
@@ -194,6 +198,83 @@ def test_bad_input_names_the_argument(ids) -> None:
         train(CONFIG, ids[0], ids[1][:10], n_tokens=640, batch_size=B)  # shorter than n_ctx
     with pytest.raises(ValueError, match="config"):
         train("small", *ids, n_tokens=640, batch_size=B)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _loop(model, ids, **kwargs) -> LoopResult:
+    args = dict(n_tokens=64 * 40, lr=0.02, batch_size=B, eval_tokens=512, progress=False)
+    return train_model(model, *ids, **{**args, **kwargs})
+
+
+def test_train_is_train_model_on_a_fresh_gpt(ids) -> None:
+    r = _run(ids, seed=3)
+    model = GPT(CONFIG, seed=3)
+    loop = _loop(model, ids, n_tokens=64 * 60, lr=default_lr(CONFIG), seed=3)
+    assert loop.curve == r.curve  # step, tokens, lr, train and validation loss: bit for bit
+    assert (loop.n_steps, loop.n_tokens, loop.warmup_steps) == (r.n_steps, r.n_tokens, 12)
+    assert loop.schedule_steps == loop.n_steps and loop.final_val_loss == r.final_val_loss
+    for a, b in zip(model.parameters(), r.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_train_model_trains_an_lstm_in_place(ids) -> None:
+    cfg = LSTMConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=12)
+    model = LSTMLM(cfg, seed=0)
+    before = model.lstm.weight_hh_l0.detach().clone()
+    r = _loop(model, ids)
+    assert not torch.equal(model.lstm.weight_hh_l0, before) and not model.training
+    assert (r.n_steps, r.n_tokens, r.batch_size, r.seed, r.device) == (40, 40 * 64, B, 0, "cpu")
+    assert [p["step"] for p in r.curve] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert r.final_val_loss < r.curve[0]["val_loss"] < math.log(40)  # it learns
+    again = _loop(LSTMLM(cfg, seed=0), ids)
+    assert again.curve == r.curve  # same model, same seed: same losses
+
+
+def test_schedule_tokens_ends_at_a_higher_lr(ids) -> None:
+    cfg = LSTMConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=8)
+    fitted = _loop(LSTMLM(cfg), ids, eval_every=1)
+    cut = _loop(LSTMLM(cfg), ids, eval_every=1, schedule_tokens=4 * 64 * 40)
+    assert (fitted.schedule_steps, cut.schedule_steps, cut.n_steps) == (40, 160, 40)
+    assert cut.warmup_steps == default_warmup(160) == 32
+    assert fitted.curve[-1]["lr"] == pytest.approx(0.1 * 0.02)  # fully decayed
+    assert [p["lr"] for p in cut.curve] == [lr_schedule(s, 160, 0.02, 32) for s in range(40)]
+    assert cut.curve[-1]["lr"] > 0.95 * 0.02 > fitted.curve[-1]["lr"]
+    # a schedule of the run's own length changes nothing
+    same = _loop(LSTMLM(cfg), ids, eval_every=1, schedule_tokens=64 * 40 + 63)
+    assert same.curve == fitted.curve
+
+
+def test_eval_batch_changes_only_the_chunking(ids) -> None:
+    cfg = LSTMConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=8)
+    a, b = LSTMLM(cfg), LSTMLM(cfg)
+    ra, rb = _loop(a, ids), _loop(b, ids, eval_batch=3)
+    assert [p["train_loss"] for p in ra.curve] == [p["train_loss"] for p in rb.curve]
+    assert torch.equal(a.wte.weight, b.wte.weight)
+    got, want = [p["val_loss"] for p in rb.curve], [p["val_loss"] for p in ra.curve]
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_train_model_bad_input_names_the_argument(ids) -> None:
+    lstm = LSTMLM(LSTMConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=4))
+    cases = [
+        ({"model": torch.nn.Linear(2, 2)}, "model"),
+        ({"model": "gpt"}, "model"),
+        ({"schedule_tokens": 64 * 39}, "schedule_tokens"),  # shorter than the run
+        ({"schedule_tokens": 0}, "schedule_tokens"),
+        ({"lr": None}, "lr"),  # no width rule for an arbitrary model
+        ({"eval_batch": 0}, "eval_batch"),
+        ({"desc": 3}, "desc"),
+        ({"seed": 1.5}, "seed"),
+        ({"n_tokens": 10}, "n_tokens"),
+    ]
+    for kwargs, name in cases:
+        args = {"model": lstm, **kwargs}
+        with pytest.raises(ValueError, match=name):
+            _loop(args.pop("model"), ids, **args)
+    with pytest.raises(ValueError, match="train_ids"):
+        train_model(lstm, ids[0] + 40, ids[1], n_tokens=640, lr=0.01, batch_size=B)
 
 
 # ----------------------------------------------------------------------------- real data

@@ -12,6 +12,7 @@ Modules, each named by what it holds:
 - ``sweep``: train a design of many models, cached, one process per core.
 - ``fit``: fit power laws, Kaplan's and Chinchilla's forms, with bootstrap intervals.
 - ``plot``: log-log law plots, loss families, IsoFLOP profiles, frontiers.
+- ``apps``: helpers of the applications chapter (corpus subsets, trained model ladders).
 - ``lstm``: the corrected LSTM language model of chapter 3 (trained by ``train.train_model``).
 
 The lab modules (data, model, train, sweep, fit) load on first use, so that
@@ -24,7 +25,7 @@ from . import check, laws, session
 from .check import check_close, check_true
 from .session import setup
 
-_LAZY = {"compute", "data", "fit", "lstm", "model", "plot", "sweep", "train"}
+_LAZY = {"apps", "compute", "data", "fit", "lstm", "model", "plot", "sweep", "train"}
 
 
 def __getattr__(name: str):

@@ -1,0 +1,167 @@
+"""Tests of helpers.apps: corpus subsets and trained models kept as checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import helpers.apps as apps
+from helpers import data
+from helpers.model import GPTConfig
+from helpers.sweep import grid_design
+
+SMALL = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=16, n_head=1)
+B = 4  # 64 tokens per step
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> data.Corpus:
+    """A tiny corpus of random words (29 characters, so 31 tokens), its cache in tmp."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(data.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        rng = np.random.default_rng(0)
+        words = ["the", "king", "is", "dead", "long", "live", "queen", "and", "her", "court"]
+        lines = [" ".join(rng.choice(words, 8)) + "." for _ in range(700)]
+        train_text, val_text = "\n".join(lines[:600]), "\n".join(lines[600:])
+        yield data.Corpus(
+            name="tiny",
+            train_text=train_text,
+            val_text=val_text,
+            train_docs=("train",),
+            val_docs=("val",),
+            n_chars=len(train_text) + len(val_text),
+            source="random words, for tests",
+        )
+
+
+@pytest.fixture
+def count_trainings(monkeypatch) -> dict[str, int]:
+    """Count the runs trained in this process."""
+    counter = {"runs": 0}
+    real = apps._train_one
+
+    def counting(*args, **kwargs):
+        counter["runs"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(apps, "_train_one", counting)
+    return counter
+
+
+def _specs(steps=(20, 30)):
+    budgets = [s * B * SMALL.n_ctx for s in steps]
+    return grid_design([SMALL], budgets, batch_size=B, eval_tokens=256, min_steps=1)
+
+
+# ----------------------------------------------------------------------------- subsets
+
+
+def test_subset_corpus_takes_spread_pieces(corpus) -> None:
+    sub = apps.subset_corpus(corpus, 400, n_pieces=4)
+    text = corpus.train_text
+    assert len(sub.train_text) == 400
+    assert sub.train_text[:100] == text[:100]  # first piece at the start
+    assert sub.train_text[-100:] == text[-100:]  # last piece at the end
+    middle = text.index(sub.train_text[100:200])
+    assert 0 < middle < len(text) - 100  # a piece from inside, not a neighbour of the first
+    assert middle > 100
+    assert sub.val_text == corpus.val_text
+    assert sub.fingerprint != corpus.fingerprint
+    assert apps.subset_corpus(corpus, 400, n_pieces=4).fingerprint == sub.fingerprint
+
+
+def test_subset_corpus_bad_input_names_the_argument(corpus) -> None:
+    cases = [
+        (lambda: apps.subset_corpus("tiny", 400), "corpus"),
+        (lambda: apps.subset_corpus(corpus, 0), "n_chars"),
+        (lambda: apps.subset_corpus(corpus, 401, n_pieces=4), "n_chars"),
+        (lambda: apps.subset_corpus(corpus, 10**9), "n_chars"),
+        (lambda: apps.subset_corpus(corpus, 400, n_pieces=0), "n_pieces"),
+    ]
+    for call, name in cases:
+        with pytest.raises(ValueError, match=name):
+            call()
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_models_are_trained_once_then_loaded(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs()
+    first = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
+    assert count_trainings["runs"] == 2
+    assert [r.n_tokens for r in first] == [s.n_tokens for s in specs]
+    assert all(r.final_val_loss < np.log(31) for r in first)  # they learned something
+    assert first[0].final_val_loss != first[1].final_val_loss
+
+    second = apps.trained_models(specs + specs[:1], corpus=corpus, workers=1, cache_dir=tmp_path)
+    assert count_trainings["runs"] == 2  # nothing trained
+    losses = [r.final_val_loss for r in first]
+    assert [r.final_val_loss for r in second] == [*losses, losses[0]]
+    for a, b in zip(first, second[:2], strict=True):
+        p, q = a.model.state_dict(), b.model.state_dict()
+        assert all(torch.equal(p[k], q[k]) for k in p)
+    x, y = data.eval_windows(data.tokenized_splits(corpus, data.char_tokenizer(corpus))[1], 16, 4)
+    with torch.no_grad():
+        assert torch.isfinite(second[0].model(x, y)[1])  # the loaded model runs
+
+
+def test_one_corpus_per_spec(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs(steps=(20,)) * 2
+    tok = data.char_tokenizer(corpus)
+    small = apps.subset_corpus(corpus, 640, n_pieces=4)  # 10 epochs' worth of 20 steps
+    runs = apps.trained_models(
+        specs, corpus=[corpus, small], tokenizer=tok, workers=1, cache_dir=tmp_path
+    )
+    assert count_trainings["runs"] == 2  # a different corpus is a different run
+    assert runs[0].final_val_loss != runs[1].final_val_loss
+    with pytest.raises(ValueError, match="one Corpus per spec"):
+        apps.trained_models(specs, corpus=[corpus], tokenizer=tok, cache_dir=tmp_path)
+
+
+def test_damaged_checkpoint_is_trained_again(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs(steps=(20,))
+    first = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
+    (weights,) = tmp_path.glob("*/model.safetensors")
+    weights.write_bytes(weights.read_bytes()[:100])  # cut off mid-write
+    again = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
+    assert count_trainings["runs"] == 2
+    assert again[0].final_val_loss == first[0].final_val_loss  # the same run, the same number
+
+
+def test_workers_give_the_same_models(corpus, tmp_path) -> None:
+    specs = _specs()
+    alone = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path / "one")
+    pooled = apps.trained_models(specs, corpus=corpus, workers=2, cache_dir=tmp_path / "two")
+    assert [r.final_val_loss for r in pooled] == [r.final_val_loss for r in alone]
+    p, q = pooled[1].model.state_dict(), alone[1].model.state_dict()
+    assert all(torch.equal(p[k], q[k]) for k in p)
+
+
+def test_trained_models_bad_input_names_the_argument(corpus, tmp_path) -> None:
+    specs = _specs(steps=(20,))
+    too_small = grid_design([GPTConfig(vocab_size=8, n_ctx=16, n_layer=1, d_model=16, n_head=1)],
+                            [20 * 64], batch_size=B, min_steps=1)  # fmt: skip
+    cases = [
+        ({"specs": []}, "specs"),
+        ({"specs": ["run"]}, "specs"),
+        ({"workers": 0}, "workers"),
+        ({"corpus": 3}, "corpus"),
+        ({"tokenizer": "bpe"}, "tokenizer"),
+        ({"tokenizer": object()}, "tokenizer"),
+        ({"cache_dir": 3}, "cache_dir"),
+        ({"specs": too_small}, "vocab_size"),
+    ]
+    for kwargs, name in cases:
+        args = {"specs": specs, "corpus": corpus, "cache_dir": tmp_path, "workers": 1} | kwargs
+        with pytest.raises(ValueError, match=name):
+            apps.trained_models(args.pop("specs"), **args)

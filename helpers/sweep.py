@@ -10,7 +10,9 @@ first, and returns one row per run.
 Every finished run is written at once, atomically, to a cache folder, under a key that hashes
 everything that decides its result: the corpus, the tokenizer, the model shape, the budget,
 batch size, learning rate, seed, evaluation slice and ``helpers.train.CODE_VERSION``. A
-second call, or a call after an interrupted one, trains only what is missing.
+second call, or a call after an interrupted one, trains only what is missing. With
+``keep_models=True`` the trained network is kept too, as a checkpoint beside the entry
+(:func:`load_model` reads it), and one sweep may train each run on its own corpus.
 """
 
 from __future__ import annotations
@@ -36,11 +38,22 @@ from ._validate import one_of, positive, positive_array, positive_int
 from .compute import flops_per_token, training_flops
 from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
 from .model import GPTConfig, count_params
-from .train import CODE_VERSION, EVAL_TOKENS, NonFiniteLossError, TrainResult, default_lr, train
+from .train import (
+    CODE_VERSION,
+    EVAL_TOKENS,
+    NonFiniteLossError,
+    TrainResult,
+    default_lr,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     from transformers import PreTrainedTokenizerFast
+
+    from .model import GPT
 
 #: Version of the cache entry layout (bump when the JSON written here changes shape).
 CACHE_FORMAT = 1
@@ -434,13 +447,63 @@ def load_run(key: str, cache_dir: str | Path | None = None) -> TrainResult:
 
     Introduced in: chapters/05_practice.ipynb
     """
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"key must be a run key (a hex string), got {key!r}")
+    key = _check_key(key)
     path = _runs_dir(cache_dir) / f"{key}.json"
     entry = _read_entry(path, key)
     if entry is None:
         raise ValueError(f"key {key!r} has no valid cache entry in {path.parent}")
     return TrainResult.from_dict(entry["result"])
+
+
+def _check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a run key (a hex string), got {key!r}")
+    return key
+
+
+def _load_checkpoint(folder: Path, spec: RunSpec | None = None) -> TrainResult:
+    """The checkpoint in ``folder`` with its model; raise if it is missing or damaged, or if
+    it does not hold the run ``spec``."""
+    result = load_checkpoint(folder)
+    if spec is not None and (
+        result.config != spec.config or result.n_tokens != spec.n_tokens or result.seed != spec.seed
+    ):
+        raise ValueError("it holds a different run")
+    if not math.isfinite(float(result.final_val_loss)):
+        raise ValueError(f"final_val_loss is {result.final_val_loss}")
+    return result
+
+
+def _model_ok(folder: Path, spec: RunSpec) -> bool:
+    """Whether ``folder`` holds a readable checkpoint of ``spec``; warn if it is damaged."""
+    if not folder.exists():
+        return False
+    try:
+        _load_checkpoint(folder, spec)
+    except Exception as err:  # safetensors, JSON and shape errors alike: train it again
+        warnings.warn(
+            f"damaged model checkpoint {folder} ({err}); training this run again", stacklevel=3
+        )
+        return False
+    return True
+
+
+def load_model(key: str, cache_dir: str | Path | None = None) -> GPT:
+    """The trained network of the run with this ``key`` (the ``key`` column of
+    :func:`run_sweep`), kept by ``run_sweep(..., keep_models=True)``: a
+    :class:`helpers.model.GPT` on the CPU in eval mode, output layer tied to the embedding.
+
+    Introduced in: chapters/06_applications.ipynb
+    """
+    key = _check_key(key)
+    folder = _runs_dir(cache_dir) / key
+    try:
+        return _load_checkpoint(folder).model
+    except Exception as err:
+        raise ValueError(
+            f"key {key!r} has no valid model checkpoint in {folder.parent} ({err}); train it "
+            "with run_sweep(..., keep_models=True)"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- running
@@ -452,8 +515,14 @@ def _train_and_store(
     val_ids: np.ndarray | str,
     path: str,
     header: dict[str, Any],
+    model_dir: str | None = None,
+    write_entry: bool = True,
 ) -> dict[str, Any]:
-    """Train one run and write its cache entry atomically; return the entry (or an error)."""
+    """Train one run and write its cache entry atomically; return the entry (or an error).
+
+    With ``model_dir``, the model's checkpoint is written there first, so that an entry
+    written with weights requested always has them; ``write_entry=False`` keeps an existing
+    entry (a run trained again only for its weights)."""
     if isinstance(train_ids, str):  # in a worker process: map the cached token files
         train_ids = np.load(train_ids, mmap_mode="r", allow_pickle=False)
         val_ids = np.load(val_ids, mmap_mode="r", allow_pickle=False)
@@ -473,8 +542,11 @@ def _train_and_store(
         )
     except NonFiniteLossError as err:  # a diverged run is a result to report, not a crash
         return {**header, "error": str(err)}
+    if model_dir is not None:
+        save_checkpoint(result, model_dir)
     entry = {**header, "result": result.to_dict(), "torch": _torch_version()}
-    _atomic_write_bytes(Path(path), json.dumps(entry, indent=1).encode("utf-8"))
+    if write_entry:
+        _atomic_write_bytes(Path(path), json.dumps(entry, indent=1).encode("utf-8"))
     return entry
 
 
@@ -524,27 +596,63 @@ def _check_tokenizer_arg(tokenizer: Any, corpus: Corpus) -> PreTrainedTokenizerF
     return tokenizer
 
 
+def _check_corpora(corpus: Any, n: int) -> list[Corpus]:
+    """One Corpus per spec, from a name, a Corpus, or a list of either (one per spec)."""
+    from .data import load_corpus
+
+    allowed = "a corpus name, a Corpus, or a list of them with one per spec"
+    if isinstance(corpus, (str, Corpus)):
+        corpus = [corpus] * n
+    elif not isinstance(corpus, (list, tuple)):
+        raise ValueError(f"corpus must be {allowed}, got {corpus!r}")
+    elif len(corpus) != n:
+        raise ValueError(f"corpus must hold one Corpus per spec ({n}), got {len(corpus)}")
+    names: dict[str, Corpus] = {}
+    out = []
+    for c in corpus:
+        if isinstance(c, str):
+            if c not in names:
+                names[c] = load_corpus(c)
+            c = names[c]
+        elif not isinstance(c, Corpus):
+            raise ValueError(f"corpus must be {allowed}, got an element {c!r}")
+        out.append(c)
+    return out
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (respects ``taskset`` and container limits)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def run_sweep(
     specs: Iterable[RunSpec],
     *,
-    corpus: str | Corpus = "shakespeare",
+    corpus: str | Corpus | Sequence[str | Corpus] = "shakespeare",
     tokenizer: str | int | PreTrainedTokenizerFast = "char",
     workers: int | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    keep_models: bool = False,
 ) -> pd.DataFrame:
     """Train every run in ``specs`` that is not cached yet; return one row per spec.
 
-    Data: ``corpus`` (a name for :func:`helpers.data.load_corpus`, or a Corpus) tokenized by
-    ``tokenizer`` (``"char"``, a BPE vocabulary size, or a Hugging Face fast tokenizer).
-    Each model's ``vocab_size`` must cover the tokenizer's ids.
+    Data: ``corpus`` (a name for :func:`helpers.data.load_corpus`, or a Corpus; or a list
+    of them, one per spec, e.g. from :func:`helpers.apps.subset_corpus`, so that one sweep
+    trains runs on different corpora side by side) tokenized by ``tokenizer`` (``"char"``, a
+    BPE vocabulary size, or a Hugging Face fast tokenizer; ``"char"`` and a size are built
+    from the first corpus, so all runs share one vocabulary). Each model's ``vocab_size``
+    must cover the tokenizer's ids. A run's key includes its own corpus's fingerprint.
 
-    Runs go to ``workers`` processes (default ``os.cpu_count()``), each single-threaded
-    (on 2 cores, two 1-thread runs side by side beat one run on 2 threads), longest run
-    first; with one worker (or one run to train) they train in this process, also
-    single-threaded. Workers start with the ``"forkserver"`` method where the platform has it
-    (a server process imports PyTorch once, ≈ 5 s, and later sweeps start at once), else
-    ``"spawn"``; either way a *script* must call ``run_sweep`` under
+    Runs go to ``workers`` processes (default: the cores this process may use), each
+    single-threaded (on 2 cores, two 1-thread runs side by side beat one run on 2 threads),
+    longest run first; with one worker (or one run to train) they train in this process,
+    also single-threaded. Workers start with the ``"forkserver"`` method where the platform
+    has it (a server process imports PyTorch once, ≈ 5 s, and later sweeps start at once),
+    else ``"spawn"``; either way a *script* must call ``run_sweep`` under
     ``if __name__ == "__main__":`` (notebooks need nothing). Every finished run is written
     atomically to ``cache_dir`` (default ``helpers.data.cache_dir()/runs``) as
     ``<key>.json``, so a repeated or interrupted sweep trains only what is missing; a
@@ -553,11 +661,19 @@ def run_sweep(
     or infinite gets ``loss`` NaN and its message in ``error``, with a warning; it is not
     cached.
 
+    ``keep_models=True`` also keeps each trained network: the folder ``<key>/`` beside the
+    entry holds ``model.safetensors`` and ``result.json`` (:func:`helpers.train.save_checkpoint`,
+    each file atomic, written before the entry), and :func:`load_model` reads it. The key is
+    the same with or without weights. A run cached without weights (trained by a sweep
+    without ``keep_models``), or whose checkpoint is damaged (then with a warning), is
+    trained again for its weights; its existing entry is kept as it is (a warning if the
+    new loss differs from it, which single-threaded CPU runs do not).
+
     Columns: n_layer, d_model, n_head, n_ctx, vocab_size, N (non-embedding), N_total, D
     (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, loss
     (final validation loss, nats per token), tokens_per_s, wall_s (seconds), cached (True if
-    read from the cache), key (for :func:`load_run`), error (the message of a diverged run,
-    missing otherwise).
+    read from the cache), key (for :func:`load_run` and :func:`load_model`), error (the
+    message of a diverged run, missing otherwise).
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -565,62 +681,78 @@ def run_sweep(
     import torch
     from tqdm import tqdm
 
-    from .data import load_corpus
-
     specs = _check_specs(specs)
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = _usable_cores()
     workers = positive_int("workers", workers)
     if not isinstance(progress, bool):
         raise ValueError(f"progress must be True or False, got {progress!r}")
+    if not isinstance(keep_models, bool):
+        raise ValueError(f"keep_models must be True or False, got {keep_models!r}")
     folder = _runs_dir(cache_dir)
-    if isinstance(corpus, str):
-        corpus = load_corpus(corpus)
-    elif not isinstance(corpus, Corpus):
-        raise ValueError(f"corpus must be a corpus name or a Corpus, got {corpus!r}")
-    tok = _check_tokenizer_arg(tokenizer, corpus)
-    train_ids, val_ids = tokenized_splits(corpus, tok)
-    top = max(int(train_ids.max()), int(val_ids.max()))
-    for i, s in enumerate(specs):
+    corpora = _check_corpora(corpus, len(specs))
+    tok = _check_tokenizer_arg(tokenizer, corpora[0])
+    tokenizer_id = _tokenizer_id(tok)
+    splits: dict[str, tuple[Any, Any]] = {}  # corpus id -> (train ids, val ids)
+    tops: dict[str, int] = {}
+    corpus_ids = []
+    for i, (s, c) in enumerate(zip(specs, corpora, strict=True)):
+        corpus_id = f"{c.name}:{c.fingerprint}"
+        if corpus_id not in splits:
+            splits[corpus_id] = tokenized_splits(c, tok)
+            tops[corpus_id] = max(int(ids.max()) for ids in splits[corpus_id])
+        top = tops[corpus_id]
         if s.config.vocab_size <= top:
             raise ValueError(
                 f"specs[{i}].config.vocab_size={s.config.vocab_size} is too small for this "
                 f"tokenizer, whose ids reach {top}; use vocab_size >= {top + 1}"
             )
+        corpus_ids.append(corpus_id)
 
-    corpus_id = f"{corpus.name}:{corpus.fingerprint}"
-    tokenizer_id = _tokenizer_id(tok)
-    keys = [run_key(s, corpus_id, tokenizer_id) for s in specs]
+    keys = [run_key(s, c, tokenizer_id) for s, c in zip(specs, corpus_ids, strict=True)]
     entries: dict[str, dict[str, Any]] = {}
+    kept: dict[str, dict[str, Any]] = {}  # valid entries trained again for their weights
     cached: set[str] = set()
-    todo: dict[str, RunSpec] = {}
-    for key, spec in zip(keys, specs, strict=True):
+    todo: dict[str, tuple[RunSpec, str]] = {}
+    for key, spec, corpus_id in zip(keys, specs, corpus_ids, strict=True):
         if key in entries or key in todo:
             continue
         entry = _read_entry(folder / f"{key}.json", key)
+        if entry is not None and keep_models and not _model_ok(folder / key, spec):
+            kept[key] = entry
+            entry = None
         if entry is None:
-            todo[key] = spec
+            todo[key] = (spec, corpus_id)
         else:
             entries[key] = entry
             cached.add(key)
-    order = sorted(todo, key=lambda k: _estimated_s(todo[k]), reverse=True)
+    order = sorted(todo, key=lambda k: _estimated_s(todo[k][0]), reverse=True)
 
     def task(key: str) -> tuple:
+        spec, corpus_id = todo[key]
         header = {
             "format": CACHE_FORMAT,
             "key": key,
             "code_version": CODE_VERSION,
             "corpus": corpus_id,
             "tokenizer": tokenizer_id,
-            "spec": todo[key].to_dict(),
+            "spec": spec.to_dict(),
         }
-        return todo[key].to_dict(), str(folder / f"{key}.json"), header
+        model_dir = str(folder / key) if keep_models else None
+        return spec.to_dict(), corpus_id, str(folder / f"{key}.json"), header, model_dir
 
     n_unique = len(entries) + len(todo)
     bar = tqdm(total=n_unique, initial=len(entries), disable=not progress, unit="run", desc="runs")
+    differ: list[str] = []
 
     def done(entry: dict[str, Any]) -> None:
-        entries[entry["key"]] = entry
+        key = entry["key"]
+        if key in kept:  # trained again for its weights: report the entry on disk
+            new = entry.get("result", {}).get("final_val_loss", entry.get("error"))
+            if new != kept[key]["result"]["final_val_loss"]:
+                differ.append(f"{key}: {new} vs {kept[key]['result']['final_val_loss']}")
+            entry = kept[key]
+        entries[key] = entry
         if "result" in entry:
             bar.set_postfix(loss=f"{entry['result']['final_val_loss']:.3f}")
         bar.update(1)
@@ -632,24 +764,31 @@ def run_sweep(
             torch.set_num_threads(1)
             try:
                 for key in order:
-                    spec_dict, path, header = task(key)
-                    done(_train_and_store(spec_dict, train_ids, val_ids, path, header))
+                    spec_dict, corpus_id, path, header, model_dir = task(key)
+                    train_ids, val_ids = splits[corpus_id]
+                    entry = _train_and_store(
+                        spec_dict, train_ids, val_ids, path, header, model_dir, key not in kept
+                    )
+                    done(entry)
             finally:
                 torch.set_num_threads(threads)
         elif n_workers > 1:
-            paths = (train_ids, val_ids)  # mapped files: send their paths, not the data
-            if getattr(train_ids, "filename", None) and getattr(val_ids, "filename", None):
-                paths = (str(train_ids.filename), str(val_ids.filename))
+            data = {}  # mapped files travel as their paths, not their data
+            for corpus_id, (train_ids, val_ids) in splits.items():
+                data[corpus_id] = (train_ids, val_ids)
+                if getattr(train_ids, "filename", None) and getattr(val_ids, "filename", None):
+                    data[corpus_id] = (str(train_ids.filename), str(val_ids.filename))
             pool = cf.ProcessPoolExecutor(
                 max_workers=n_workers,
                 mp_context=_mp_context(),
                 initializer=_init_worker,
             )
             try:
-                futures = [
-                    pool.submit(_train_and_store, spec_dict, *paths, path, header)
-                    for spec_dict, path, header in map(task, order)
-                ]
+                futures = []
+                for key in order:
+                    spec_dict, corpus_id, path, header, model_dir = task(key)
+                    args = (*data[corpus_id], path, header, model_dir, key not in kept)
+                    futures.append(pool.submit(_train_and_store, spec_dict, *args))
                 for future in cf.as_completed(futures):
                     done(future.result())
             except BrokenProcessPool as err:
@@ -666,6 +805,12 @@ def run_sweep(
             pool.shutdown(wait=True)
     finally:
         bar.close()
+    if differ:
+        warnings.warn(
+            f"{len(differ)} cached run(s) trained again for their weights gave another loss "
+            f"than their cache entry (kept): {differ[0]}",
+            stacklevel=2,
+        )
 
     rows, failed = [], []
     for key, spec in zip(keys, specs, strict=True):
@@ -701,6 +846,7 @@ __all__ = [
     "holdout",
     "isoflop_design",
     "laptop_design",
+    "load_model",
     "load_run",
     "run_key",
     "run_sweep",

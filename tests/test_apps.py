@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import helpers.apps as apps
+import helpers.sweep as sweep
 from helpers import data
 from helpers.model import GPTConfig
 from helpers.sweep import grid_design
@@ -45,16 +46,20 @@ def corpus(tmp_path_factory) -> data.Corpus:
 
 @pytest.fixture
 def count_trainings(monkeypatch) -> dict[str, int]:
-    """Count the runs trained in this process."""
+    """Count the runs trained in this process (by the sweep that trained_models calls)."""
     counter = {"runs": 0}
-    real = apps._train_one
+    real = sweep.train
 
     def counting(*args, **kwargs):
         counter["runs"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(apps, "_train_one", counting)
+    monkeypatch.setattr(sweep, "train", counting)
     return counter
+
+
+def _models(specs, **kwargs):
+    return apps.trained_models(specs, **({"progress": False} | kwargs))
 
 
 def _specs(steps=(20, 30)):
@@ -97,13 +102,13 @@ def test_subset_corpus_bad_input_names_the_argument(corpus) -> None:
 
 def test_models_are_trained_once_then_loaded(corpus, tmp_path, count_trainings) -> None:
     specs = _specs()
-    first = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
+    first = _models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
     assert count_trainings["runs"] == 2
     assert [r.n_tokens for r in first] == [s.n_tokens for s in specs]
     assert all(r.final_val_loss < np.log(31) for r in first)  # they learned something
     assert first[0].final_val_loss != first[1].final_val_loss
 
-    second = apps.trained_models(specs + specs[:1], corpus=corpus, workers=1, cache_dir=tmp_path)
+    second = _models(specs + specs[:1], corpus=corpus, workers=1, cache_dir=tmp_path)
     assert count_trainings["runs"] == 2  # nothing trained
     losses = [r.final_val_loss for r in first]
     assert [r.final_val_loss for r in second] == [*losses, losses[0]]
@@ -119,29 +124,28 @@ def test_one_corpus_per_spec(corpus, tmp_path, count_trainings) -> None:
     specs = _specs(steps=(20,)) * 2
     tok = data.char_tokenizer(corpus)
     small = apps.subset_corpus(corpus, 640, n_pieces=4)  # 10 epochs' worth of 20 steps
-    runs = apps.trained_models(
-        specs, corpus=[corpus, small], tokenizer=tok, workers=1, cache_dir=tmp_path
-    )
+    runs = _models(specs, corpus=[corpus, small], tokenizer=tok, workers=1, cache_dir=tmp_path)
     assert count_trainings["runs"] == 2  # a different corpus is a different run
     assert runs[0].final_val_loss != runs[1].final_val_loss
     with pytest.raises(ValueError, match="one Corpus per spec"):
-        apps.trained_models(specs, corpus=[corpus], tokenizer=tok, cache_dir=tmp_path)
+        _models(specs, corpus=[corpus], tokenizer=tok, cache_dir=tmp_path)
 
 
 def test_damaged_checkpoint_is_trained_again(corpus, tmp_path, count_trainings) -> None:
     specs = _specs(steps=(20,))
-    first = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
+    first = _models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
     (weights,) = tmp_path.glob("*/model.safetensors")
     weights.write_bytes(weights.read_bytes()[:100])  # cut off mid-write
-    again = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
+    with pytest.warns(UserWarning, match="damaged model checkpoint"):
+        again = _models(specs, corpus=corpus, workers=1, cache_dir=tmp_path)
     assert count_trainings["runs"] == 2
     assert again[0].final_val_loss == first[0].final_val_loss  # the same run, the same number
 
 
 def test_workers_give_the_same_models(corpus, tmp_path) -> None:
     specs = _specs()
-    alone = apps.trained_models(specs, corpus=corpus, workers=1, cache_dir=tmp_path / "one")
-    pooled = apps.trained_models(specs, corpus=corpus, workers=2, cache_dir=tmp_path / "two")
+    alone = _models(specs, corpus=corpus, workers=1, cache_dir=tmp_path / "one")
+    pooled = _models(specs, corpus=corpus, workers=2, cache_dir=tmp_path / "two")
     assert [r.final_val_loss for r in pooled] == [r.final_val_loss for r in alone]
     p, q = pooled[1].model.state_dict(), alone[1].model.state_dict()
     assert all(torch.equal(p[k], q[k]) for k in p)
@@ -159,9 +163,10 @@ def test_trained_models_bad_input_names_the_argument(corpus, tmp_path) -> None:
         ({"tokenizer": "bpe"}, "tokenizer"),
         ({"tokenizer": object()}, "tokenizer"),
         ({"cache_dir": 3}, "cache_dir"),
+        ({"progress": "yes"}, "progress"),
         ({"specs": too_small}, "vocab_size"),
     ]
     for kwargs, name in cases:
         args = {"specs": specs, "corpus": corpus, "cache_dir": tmp_path, "workers": 1} | kwargs
         with pytest.raises(ValueError, match=name):
-            apps.trained_models(args.pop("specs"), **args)
+            _models(args.pop("specs"), **args)

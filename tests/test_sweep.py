@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,10 +25,11 @@ from helpers.sweep import (
     design_table,
     grid_design,
     isoflop_design,
+    load_model,
     load_run,
     run_sweep,
 )
-from helpers.train import NonFiniteLossError, default_lr
+from helpers.train import NonFiniteLossError, default_lr, train
 
 SMALL = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=16, n_head=1)
 WIDER = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=32, n_head=2)
@@ -257,6 +259,88 @@ def test_workers_give_the_same_numbers(corpus, tmp_path) -> None:
     assert len(list((tmp_path / "two").glob("*.json"))) == 2
 
 
+# ----------------------------------------------------------------------------- kept models
+
+
+def _logits(model, corpus):
+    x, _ = data.eval_windows(data.tokenized_splits(corpus, data.char_tokenizer(corpus))[1], 16, 4)
+    with torch.no_grad():
+        return model.eval()(x)[0]
+
+
+def test_kept_models_round_trip_and_are_not_trained_twice(
+    corpus, tmp_path, count_trainings
+) -> None:
+    specs = _specs(steps=(30, 40))
+    first = _sweep(corpus, specs, tmp_path, keep_models=True)
+    assert count_trainings["runs"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*first.key, *(f"{k}.json" for k in first.key)]
+    )
+    s = specs[1]
+    ids = data.tokenized_splits(corpus, data.char_tokenizer(corpus))
+    direct = train(s.config, *ids, n_tokens=s.n_tokens, batch_size=s.batch_size, lr=s.lr,
+                   seed=s.seed, eval_tokens=s.eval_tokens, progress=False)  # fmt: skip
+    model = load_model(first.key.iloc[1], tmp_path)
+    assert model.lm_head.weight is model.transformer.wte.weight  # still tied after loading
+    assert torch.equal(_logits(model, corpus), _logits(direct.model, corpus))
+    assert direct.final_val_loss == first.loss.iloc[1]
+
+    second = _sweep(corpus, specs, tmp_path, keep_models=True)
+    assert count_trainings["runs"] == 2  # nothing more trained
+    assert second.cached.all() and second.loss.tolist() == first.loss.tolist()
+    assert second.key.tolist() == first.key.tolist()
+    plain = _sweep(corpus, specs, tmp_path)  # weights kept or not: the same key
+    assert plain.cached.all() and plain.key.tolist() == first.key.tolist()
+
+
+def test_weights_are_trained_for_runs_cached_without_them(
+    corpus, tmp_path, count_trainings
+) -> None:
+    specs = _specs(steps=(30,))
+    first = _sweep(corpus, specs, tmp_path)
+    entry = tmp_path / f"{first.key.iloc[0]}.json"
+    before = entry.read_bytes()
+    with pytest.raises(ValueError, match="key"):
+        load_model(first.key.iloc[0], tmp_path)  # no weights kept yet
+    again = _sweep(corpus, specs, tmp_path, keep_models=True)
+    assert count_trainings["runs"] == 2 and not again.cached.any()
+    assert again.loss.tolist() == first.loss.tolist()
+    assert entry.read_bytes() == before  # the existing entry is left as it was
+    assert torch.isfinite(_logits(load_model(first.key.iloc[0], tmp_path), corpus)).all()
+    assert _sweep(corpus, specs, tmp_path, keep_models=True).cached.all()
+    assert count_trainings["runs"] == 2
+
+
+def test_damaged_weights_are_reported_and_trained_again(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs(steps=(30,))
+    first = _sweep(corpus, specs, tmp_path, keep_models=True)
+    key = first.key.iloc[0]
+    good = _logits(load_model(key, tmp_path), corpus)
+    weights = tmp_path / key / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut off mid-write
+    with pytest.raises(ValueError, match="key"):
+        load_model(key, tmp_path)
+    with pytest.warns(UserWarning, match="damaged model checkpoint"):
+        again = _sweep(corpus, specs, tmp_path, keep_models=True)
+    assert count_trainings["runs"] == 2 and not again.cached.any()
+    assert again.loss.tolist() == first.loss.tolist()
+    assert torch.equal(_logits(load_model(key, tmp_path), corpus), good)
+
+
+def test_one_corpus_per_spec(corpus, tmp_path, count_trainings) -> None:
+    specs = _specs(steps=(30,)) * 2
+    half = dataclasses.replace(corpus, name="half", train_text=corpus.train_text[:5000])
+    tok = data.char_tokenizer(corpus)
+    df = _sweep(corpus=[corpus, half], specs=specs, folder=tmp_path, tokenizer=tok)
+    assert count_trainings["runs"] == 2 and df.key.nunique() == 2
+    assert df.loss.iloc[0] != df.loss.iloc[1]
+    alone = _sweep(corpus, specs[:1], tmp_path, tokenizer=tok)  # the same key as on its own
+    assert alone.cached.all() and alone.key.iloc[0] == df.key.iloc[0]
+    with pytest.raises(ValueError, match="one Corpus per spec"):
+        _sweep([corpus], specs, tmp_path)
+
+
 def test_sweep_bad_input_names_the_argument(corpus, tmp_path) -> None:
     specs = _specs(steps=(30,))
     too_small = [RunSpec(GPTConfig(vocab_size=20, n_ctx=16, n_layer=1, d_model=16, n_head=1), 640)]
@@ -269,6 +353,8 @@ def test_sweep_bad_input_names_the_argument(corpus, tmp_path) -> None:
         ({"corpus": 3}, "corpus"),
         ({"cache_dir": 5}, "cache_dir"),
         ({"progress": 1}, "progress"),
+        ({"keep_models": "yes"}, "keep_models"),
+        ({"corpus": [corpus, 3]}, "corpus"),
         ({"specs": too_small}, "vocab_size"),
     ]
     for kwargs, name in cases:

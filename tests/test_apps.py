@@ -16,32 +16,7 @@ SMALL = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=16, n_head=1)
 B = 4  # 64 tokens per step
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> data.Corpus:
-    """A tiny corpus of random words (29 characters, so 31 tokens), its cache in tmp."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(data.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
-        rng = np.random.default_rng(0)
-        words = ["the", "king", "is", "dead", "long", "live", "queen", "and", "her", "court"]
-        lines = [" ".join(rng.choice(words, 8)) + "." for _ in range(700)]
-        train_text, val_text = "\n".join(lines[:600]), "\n".join(lines[600:])
-        yield data.Corpus(
-            name="tiny",
-            train_text=train_text,
-            val_text=val_text,
-            train_docs=("train",),
-            val_docs=("val",),
-            n_chars=len(train_text) + len(val_text),
-            source="random words, for tests",
-        )
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -30,12 +30,7 @@ CONFIG = GPTConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=16, n_head=1)
 B = 4  # sequences per step: 64 tokens per step
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

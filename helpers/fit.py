@@ -18,6 +18,7 @@ the *sum* of Huber losses, because a mean makes L-BFGS stop before it reaches th
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -858,6 +859,20 @@ class BootstrapResult:
     n_failed: int = 0
 
 
+def _refit_attrs(
+    fit_fn: Callable[..., Any],
+    attrs: tuple[str, ...],
+    fit_kwargs: Mapping[str, Any],
+    cols: Sequence[np.ndarray],
+) -> tuple[float, ...] | None:
+    """One bootstrap refit: the named attributes of ``fit_fn(*cols)``, or None if it fails."""
+    try:
+        fit = fit_fn(*cols, **fit_kwargs)
+    except ValueError:
+        return None
+    return tuple(float(getattr(fit, name)) for name in attrs)
+
+
 def bootstrap(
     fit_fn: Callable[..., Any],
     *arrays: Sequence[float] | np.ndarray,
@@ -866,6 +881,7 @@ def bootstrap(
     seed: int = 0,
     level: float = 0.95,
     progress: bool = False,
+    workers: int | None = 1,
     **fit_kwargs: Any,
 ) -> BootstrapResult:
     """Percentile bootstrap: resample the points (rows of ``arrays``) with replacement,
@@ -876,6 +892,12 @@ def bootstrap(
     loss); units are whatever ``fit_fn`` expects. The same ``seed`` gives the same
     resamples and so the same intervals. Resamples whose refit raises ValueError are
     skipped and counted; if more than half fail, ValueError is raised.
+
+    ``workers`` processes share the refits (``None``: every core this process may use); the
+    resamples are drawn first and the refits kept in order, so any number of workers gives
+    the same samples. With more than one, ``fit_fn`` must be picklable (a module-level
+    function such as :func:`fit_chinchilla`, not a lambda), and a *script* must call
+    ``bootstrap`` under ``if __name__ == "__main__":``, as for :func:`helpers.sweep.run_sweep`.
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -913,18 +935,38 @@ def bootstrap(
             )
         estimate[name] = float(getattr(full, name))
 
+    if workers is None:
+        from .sweep import _usable_cores
+
+        workers = _usable_cores()
+    workers = positive_int("workers", workers)
+
     rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, n, size=n) for _ in range(n_boot)]  # drawn before any refit
+    jobs = ([col[idx] for col in cols] for idx in resamples)
+    refit = functools.partial(_refit_attrs, fit_fn, tuple(attrs), fit_kwargs)
+    if workers == 1 or n_boot == 1:
+        refits = map(refit, jobs)
+        pool = None
+    else:
+        import concurrent.futures as cf
+
+        from .sweep import _mp_context
+
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, n_boot), mp_context=_mp_context())
+        refits = pool.map(refit, jobs, chunksize=max(1, n_boot // (4 * workers)))
     draws: dict[str, list[float]] = {name: [] for name in attrs}
     n_failed = 0
-    for _ in tqdm(range(n_boot), desc="bootstrap", disable=not progress):
-        idx = rng.integers(0, n, size=n)
-        try:
-            fit = fit_fn(*(col[idx] for col in cols), **fit_kwargs)
-        except ValueError:
-            n_failed += 1
-            continue
-        for name in attrs:
-            draws[name].append(float(getattr(fit, name)))
+    try:
+        for values in tqdm(refits, total=n_boot, desc="bootstrap", disable=not progress):
+            if values is None:
+                n_failed += 1
+                continue
+            for name, value in zip(attrs, values, strict=True):
+                draws[name].append(value)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if n_failed * 2 > n_boot:
         raise ValueError(
             f"n_boot: {n_failed} of {n_boot} refits failed; the data are too few to bootstrap"

@@ -325,6 +325,16 @@ def test_bootstrap_is_seeded():
     assert first.estimate["alpha"] == pytest.approx(fit.fit_power_law(*data).alpha)
 
 
+def test_bootstrap_workers_give_the_same_samples():
+    data = chinchilla_data(30, seed=5)
+    kw = {"attrs": ("alpha", "a"), "n_boot": 12, "seed": 2, "grid": ONE_START}
+    alone = fit.bootstrap(fit.fit_chinchilla, *data, workers=1, **kw)
+    shared = fit.bootstrap(fit.fit_chinchilla, *data, workers=2, **kw)
+    for name in kw["attrs"]:
+        np.testing.assert_array_equal(shared.samples[name], alone.samples[name])
+    assert shared.ci == alone.ci and shared.n_failed == alone.n_failed
+
+
 def test_bootstrap_chinchilla_exponents():
     data = chinchilla_data(60, seed=9)
     res = fit.bootstrap(
@@ -352,3 +362,5 @@ def test_bootstrap_bad_input():
         fit.bootstrap(fit.fit_power_law, x, y, seed=-1)
     with pytest.raises(ValueError, match="level"):
         fit.bootstrap(fit.fit_power_law, x, y, level=1.0)
+    with pytest.raises(ValueError, match="workers"):
+        fit.bootstrap(fit.fit_power_law, x, y, n_boot=5, workers=0)

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from ._validate import one_of, positive_int
+from ._validate import one_of, positive, positive_int
 
 if TYPE_CHECKING:
     import torch
@@ -712,6 +712,38 @@ def eval_windows(
             f"n must be at most {most} (windows of {context} tokens in {arr.shape[0]}), got {n}"
         )
     return _windows(arr, np.arange(n) * context, context)
+
+
+def bigram_loss(
+    train_ids: np.ndarray | torch.Tensor,
+    val_ids: np.ndarray | torch.Tensor,
+    vocab_size: int,
+    *,
+    smoothing: float = 0.5,
+) -> float:
+    """Loss of the best model that sees only the previous token: a bigram table.
+
+    Counts every pair (previous, next) in ``train_ids``, adds ``smoothing`` to each of the
+    ``vocab_size``² counts, and returns the mean cross-entropy of ``val_ids``'s next tokens
+    under it, in nats per token. A language model whose loss sits near this value has not
+    yet learned to use more than one token of context (the early plateau of a training run).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    vocab_size = positive_int("vocab_size", vocab_size)
+    smoothing = positive("smoothing", smoothing)
+    train = _as_id_array(train_ids, 2)
+    val = _as_id_array(val_ids, 2)
+    for name, arr in (("train_ids", train), ("val_ids", val)):
+        if int(arr.min()) < 0 or int(arr.max()) >= vocab_size:
+            raise ValueError(
+                f"{name} must hold ids in [0, vocab_size={vocab_size}), got "
+                f"{int(arr.min())} to {int(arr.max())}"
+            )
+    counts = np.full((vocab_size, vocab_size), smoothing)
+    np.add.at(counts, (train[:-1], train[1:]), 1.0)
+    log_p = np.log(counts) - np.log(counts.sum(axis=1, keepdims=True))
+    return float(-log_p[val[:-1], val[1:]].mean())
 
 
 # --------------------------------------------------------------------------- command line

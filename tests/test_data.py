@@ -451,6 +451,34 @@ def test_eval_windows_fixed_and_non_overlapping():
         data.eval_windows(ids, 10, 0)
 
 
+def test_bigram_loss_matches_counts():
+    # a cycle 0 -> 1 -> 2 -> 0: each next token is certain, up to the smoothing
+    cycle = np.tile(np.arange(3, dtype=np.uint16), 400)
+    assert data.bigram_loss(cycle, cycle, 3, smoothing=1e-6) == pytest.approx(0.0, abs=1e-6)
+    # independent uniform tokens: no pair is better than a guess, ln V
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 4, 200_000).astype(np.uint16)
+    assert data.bigram_loss(noise, noise[:5000], 4) == pytest.approx(np.log(4), abs=0.01)
+    # by hand: train pairs (0,1) (1,0) (0,1); with smoothing 1, P(1 | 0) = 3/4
+    train, val = np.array([0, 1, 0, 1]), np.array([0, 1])
+    assert data.bigram_loss(train, val, 2, smoothing=1.0) == pytest.approx(-np.log(0.75))
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"vocab_size": 2}, "train_ids"),
+        ({"smoothing": 0.0}, "smoothing"),
+        ({"val_ids": np.array([1])}, "ids"),
+    ],
+)
+def test_bigram_loss_rejects_bad_input(kwargs, name):
+    args = {"train_ids": np.array([0, 1, 2, 1]), "val_ids": np.array([0, 1]), "vocab_size": 3}
+    with pytest.raises(ValueError, match=name):
+        data.bigram_loss(**{**args, **kwargs})
+
+
 # --------------------------------------------------------------------------- real corpus
 
 

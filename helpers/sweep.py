@@ -25,6 +25,8 @@ import math
 import multiprocessing
 import os
 import platform
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -570,7 +572,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per process: two 1-thread runs beat one 2-thread run
@@ -578,6 +580,23 @@ def _init_worker() -> None:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process
         pass
+    threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_with(parent_pid: int, every_s: float = 1.0) -> None:
+    """End this worker within ``every_s`` seconds of the process that ran the sweep.
+
+    A forkserver worker is not that process's child, so nothing else stops it when the
+    sweep's process is killed (a restarted kernel, ``kill -9``): it would go on training
+    and slow the next sweep down. A Ctrl-C leaves the process alive, so the runs already
+    started still finish and are cached.
+    """
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(parent_pid, 0)  # signal 0: only asks whether the process exists
+        except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user
+            os._exit(1)
 
 
 def _check_tokenizer_arg(tokenizer: Any, corpus: Corpus) -> PreTrainedTokenizerFast:
@@ -656,8 +675,10 @@ def run_sweep(
     ``if __name__ == "__main__":`` (notebooks need nothing). Every finished run is written
     atomically to ``cache_dir`` (default ``helpers.data.cache_dir()/runs``) as
     ``<key>.json``, so a repeated or interrupted sweep trains only what is missing; a
-    damaged entry is reported with a warning and trained again. After an interrupt, runs
-    already started in worker processes finish and are stored. A run whose loss becomes NaN
+    damaged entry is reported with a warning and trained again. After an interrupt (Ctrl-C),
+    runs already started in worker processes finish and are stored; if the process that
+    called ``run_sweep`` is killed (a restarted kernel), its workers stop within about a
+    second instead of training on. A run whose loss becomes NaN
     or infinite gets ``loss`` NaN and its message in ``error``, with a warning; it is not
     cached.
 
@@ -782,6 +803,7 @@ def run_sweep(
                 max_workers=n_workers,
                 mp_context=_mp_context(),
                 initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
             try:
                 futures = []

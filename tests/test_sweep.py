@@ -223,6 +223,52 @@ def test_interrupted_sweep_keeps_finished_runs(corpus, tmp_path, count_trainings
     assert df.loss.notna().all()
 
 
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie waiting to be reaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_workers_stop_when_the_sweep_is_killed(corpus, tmp_path) -> None:
+    job = tmp_path / "job.pkl"
+    job.write_bytes(pickle.dumps((_specs(steps=(100_000, 90_000)), corpus, str(tmp_path))))
+    script = (
+        "import multiprocessing, pickle, sys, threading, time\n"
+        "from helpers.sweep import run_sweep\n"
+        "def report():\n"
+        "    while len(multiprocessing.active_children()) < 2:\n"
+        "        time.sleep(0.05)\n"
+        "    print(*(p.pid for p in multiprocessing.active_children()), flush=True)\n"
+        "if __name__ == '__main__':\n"
+        "    specs, corpus, folder = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "    threading.Thread(target=report, daemon=True).start()\n"
+        "    run_sweep(specs, corpus=corpus, cache_dir=folder, workers=2, progress=False)\n"
+    )
+    (tmp_path / "sweep_job.py").write_text(script, encoding="utf-8")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "sweep_job.py"), str(job)],
+        cwd=root, env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2, "the sweep did not start two workers"
+        time.sleep(1.0)  # both are training (each run would take minutes)
+        assert not any(_gone(pid) for pid in workers)
+    finally:
+        proc.kill()  # the sweep's process dies at once, as in a kernel restart
+        proc.wait()
+    deadline = time.monotonic() + 15
+    while not all(_gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers still running 15 s after the sweep died"
+        time.sleep(0.1)
+
+
 def test_workers_give_the_same_numbers(corpus, tmp_path) -> None:
     specs = _specs(steps=(30, 40))
     alone = _sweep(corpus, specs, tmp_path / "one")

@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import laws
+from ._parallel import mp_context, usable_cores
 from ._validate import in_range, one_of, positive, positive_array, positive_int
 
 #: Hoffmann et al. (2022, App. D.2)'s initialisation grid for Approach 3, in the log-sum-exp
@@ -936,9 +937,7 @@ def bootstrap(
         estimate[name] = float(getattr(full, name))
 
     if workers is None:
-        from .sweep import _usable_cores
-
-        workers = _usable_cores()
+        workers = usable_cores()
     workers = positive_int("workers", workers)
 
     rng = np.random.default_rng(seed)
@@ -951,9 +950,7 @@ def bootstrap(
     else:
         import concurrent.futures as cf
 
-        from .sweep import _mp_context
-
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, n_boot), mp_context=_mp_context())
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, n_boot), mp_context=mp_context())
         refits = pool.map(refit, jobs, chunksize=max(1, n_boot // (4 * workers)))
     draws: dict[str, list[float]] = {name: [] for name in attrs}
     n_failed = 0

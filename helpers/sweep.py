@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import platform
 import threading
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._parallel import mp_context, usable_cores
 from ._validate import one_of, positive, positive_array, positive_int
 from .compute import flops_per_token, training_flops
 from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
@@ -558,20 +558,6 @@ def _torch_version() -> str:
     return f"torch {torch.__version__}, Python {platform.python_version()}"
 
 
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """'forkserver' where the platform has it (Linux, macOS), else 'spawn'.
-
-    The forkserver imports this module and ``torch._dynamo`` (which the first optimizer in a
-    process would import, ≈ 3 s) once; each worker is then a fork of it. This sets the
-    preload list of ``multiprocessing``'s one forkserver, used only when it starts.
-    """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["helpers.sweep", "torch._dynamo"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
 def _init_worker(parent_pid: int) -> None:
     import torch
 
@@ -639,14 +625,6 @@ def _check_corpora(corpus: Any, n: int) -> list[Corpus]:
     return out
 
 
-def _usable_cores() -> int:
-    """Cores this process may run on (respects ``taskset`` and container limits)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def run_sweep(
     specs: Iterable[RunSpec],
     *,
@@ -704,7 +682,7 @@ def run_sweep(
 
     specs = _check_specs(specs)
     if workers is None:
-        workers = _usable_cores()
+        workers = usable_cores()
     workers = positive_int("workers", workers)
     if not isinstance(progress, bool):
         raise ValueError(f"progress must be True or False, got {progress!r}")
@@ -801,7 +779,7 @@ def run_sweep(
                     data[corpus_id] = (str(train_ids.filename), str(val_ids.filename))
             pool = cf.ProcessPoolExecutor(
                 max_workers=n_workers,
-                mp_context=_mp_context(),
+                mp_context=mp_context(),
                 initializer=_init_worker,
                 initargs=(os.getpid(),),
             )

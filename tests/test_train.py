@@ -56,7 +56,7 @@ def test_default_lr_and_warmup() -> None:
     wide = GPTConfig(vocab_size=40, n_ctx=16, n_layer=1, d_model=128, n_head=8)
     assert default_lr(wide) == pytest.approx(0.75 / 128)
     # max(5 %, min(50 steps, 20 %)) of the steps
-    assert [default_warmup(n) for n in (1, 10, 100, 1000, 10_000)] == [1, 2, 20, 200, 500]
+    assert [default_warmup(n) for n in (1, 10, 100, 1000, 10_000)] == [1, 2, 20, 50, 500]
     with pytest.raises(ValueError, match="config"):
         default_lr("gpt")
     with pytest.raises(ValueError, match="n_steps"):

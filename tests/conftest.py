@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import helpers.sweep as sweep
 from helpers import data
 
 
@@ -38,3 +39,17 @@ def corpus(tmp_path_factory) -> data.Corpus:
         )
         data.tokenized_splits(c, data.char_tokenizer(c))  # cached now, where tests can't see
         yield c
+
+
+@pytest.fixture
+def count_trainings(monkeypatch) -> dict[str, int]:
+    """Count the runs that run_sweep trains in this process (directly or through a helper)."""
+    counter = {"runs": 0}
+    real = sweep.train
+
+    def counting(*args, **kwargs):
+        counter["runs"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "train", counting)
+    return counter

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import helpers.apps as apps
-import helpers.sweep as sweep
 from helpers import data
 from helpers.model import GPTConfig
 from helpers.sweep import grid_design
@@ -17,20 +16,6 @@ B = 4  # 64 tokens per step
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture
-def count_trainings(monkeypatch) -> dict[str, int]:
-    """Count the runs trained in this process (by the sweep that trained_models calls)."""
-    counter = {"runs": 0}
-    real = sweep.train
-
-    def counting(*args, **kwargs):
-        counter["runs"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "train", counting)
-    return counter
 
 
 def _models(specs, **kwargs):

@@ -39,20 +39,6 @@ B = 4  # 64 tokens per step
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def count_trainings(monkeypatch) -> dict[str, int]:
-    """Count the runs that run_sweep trains in this process."""
-    counter = {"runs": 0}
-    real = sweep.train
-
-    def counting(*args, **kwargs):
-        counter["runs"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep, "train", counting)
-    return counter
-
-
 def _specs(steps=(30, 40, 50), seeds=(0,)) -> list[RunSpec]:
     budgets = [s * B * SMALL.n_ctx for s in steps]
     return grid_design([SMALL], budgets, batch_size=B, seeds=seeds, eval_tokens=256, min_steps=1)

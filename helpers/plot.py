@@ -100,6 +100,19 @@ def _compact(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _finish_log_axes(
+    ax: Axes, xlabel: str, ylabel: str, *, log_y: bool = True, legend_size: float | None = 9
+) -> Axes:
+    """Log x (and y) scales, axis labels, legend and readable ticks: every plot's last step."""
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.legend(fontsize=legend_size)
+    _tidy_log_axes(ax)
+    return ax
+
+
 def _tidy_log_axes(ax: Axes) -> None:
     """Readable ticks on log axes that span less than two decades.
 
@@ -191,12 +204,7 @@ def power_law(
         ax.plot(
             grid, line, "--", color="C1", label=_label("fit_label", fit_label) or _fit_label(fit)
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel)
-    ax.legend()
-    _tidy_log_axes(ax)
-    return ax
+    return _finish_log_axes(ax, xlabel, ylabel, legend_size=None)
 
 
 def loss_families(
@@ -235,12 +243,7 @@ def loss_families(
         order = idx[np.argsort(x[idx], kind="stable")]
         value = float(np.exp(np.mean(np.log(group[idx]))))
         ax.plot(x[order], y[order], "o-", color=colour, label=unit.format(_si(value)))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel=_label("xlabel", xlabel) or default_x, ylabel=_label("ylabel", ylabel))
-    ax.legend(fontsize=9)
-    _tidy_log_axes(ax)
-    return ax
+    return _finish_log_axes(ax, _label("xlabel", xlabel) or default_x, _label("ylabel", ylabel))
 
 
 def isoflop(
@@ -296,11 +299,7 @@ def isoflop(
             ax.plot(grid, l_opt + 0.5 * curv * np.log(grid / n_opt) ** 2, "--", color=colour)
             face = colour if fit.used[j] else "none"
             ax.plot([n_opt], [l_opt], "*", ms=14, mec=colour, mfc=face, zorder=4)
-    ax.set_xscale("log")
-    ax.set(xlabel=_label("xlabel", xlabel), ylabel=_label("ylabel", ylabel))
-    ax.legend(fontsize=9)
-    _tidy_log_axes(ax)
-    return ax
+    return _finish_log_axes(ax, _label("xlabel", xlabel), _label("ylabel", ylabel), log_y=False)
 
 
 def frontier(
@@ -341,12 +340,7 @@ def frontier(
     if fit is not None:
         grid = np.geomspace(c.min(), c.max(), 100)
         ax.plot(grid, _predict(fit, grid), "--", color="C3", label=_fit_label(fit))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel=_label("xlabel", xlabel), ylabel=_label("ylabel", ylabel))
-    ax.legend(fontsize=9)
-    _tidy_log_axes(ax)
-    return ax
+    return _finish_log_axes(ax, _label("xlabel", xlabel), _label("ylabel", ylabel))
 
 
 def allocation(
@@ -385,12 +379,7 @@ def allocation(
         for k, (name, a) in enumerate(reference.items()):
             a = positive(f"reference[{name!r}]", a)
             ax.plot(grid, n0 * (grid / c0) ** a, ":", color=f"C{k + 2}", label=f"{name}: C^{a:.2f}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel=_label("xlabel", xlabel), ylabel=_label("ylabel", ylabel))
-    ax.legend(fontsize=9)
-    _tidy_log_axes(ax)
-    return ax
+    return _finish_log_axes(ax, _label("xlabel", xlabel), _label("ylabel", ylabel))
 
 
 __all__ = [

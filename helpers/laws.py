@@ -74,10 +74,22 @@ HOFFMANN_UNROUNDED = ChinchillaParams(
     beta=0.28491,
     source="Hoffmann et al. 2022, TeX source of Eq. 10",
 )
-#: Besiroglu et al. (2024)'s refit of Approach 3 on data read from Hoffmann et al.'s figure.
+#: Besiroglu et al. (2024)'s refit of Approach 3 on the 245 runs they read off Hoffmann et
+#: al.'s Figure 4 (240 after dropping the five highest losses): their Huber-likelihood
+#: estimate, all five constants from that one fit (their ``data_analysis.ipynb``).
 BESIROGLU = ChinchillaParams(
-    E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658, source="Besiroglu et al. 2024"
+    E=1.81686,
+    A=482.006,
+    B=2085.43,
+    alpha=0.34781,
+    beta=0.36585,
+    source="Besiroglu et al. 2024, Huber-likelihood fit",
 )
+
+#: The law the course plans with: the refit, whose allocation (about 20 tokens per
+#: parameter at Chinchilla's compute) agrees with Hoffmann et al.'s Approaches 1 and 2.
+#: Hoffmann et al.'s own Approach 3 constants give about 59 (chapter 4 shows why).
+PLANNING = BESIROGLU
 
 #: Chinchilla's compute-optimal exponents N_opt ~ C^a, D_opt ~ C^b, per approach
 #: (Hoffmann et al. 2022, Table 2).
@@ -154,12 +166,13 @@ def kaplan_compute_loss(flops: float | np.ndarray, constants: KaplanConstants = 
 def chinchilla_loss(
     n_params: float | np.ndarray,
     n_tokens: float | np.ndarray,
-    params: ChinchillaParams = HOFFMANN_UNROUNDED,
+    params: ChinchillaParams = PLANNING,
 ) -> float | np.ndarray:
     """L(N, D) = E + A/N^alpha + B/D^beta in nats per token (Hoffmann et al. 2022, Eq. 2).
 
     ``n_params`` is the total parameter count N, ``n_tokens`` the training tokens D;
-    arrays broadcast against each other.
+    arrays broadcast against each other. ``params`` defaults to the planning law
+    (``PLANNING``, Besiroglu et al.'s refit).
 
     Introduced in: chapters/01_background.ipynb
     """
@@ -170,13 +183,14 @@ def chinchilla_loss(
 
 
 def compute_optimal(
-    flops: float | np.ndarray, params: ChinchillaParams = HOFFMANN_UNROUNDED
+    flops: float | np.ndarray, params: ChinchillaParams = PLANNING
 ) -> tuple[float | np.ndarray, float | np.ndarray]:
     """The (N_opt, D_opt) that minimise ``chinchilla_loss`` subject to 6·N·D = ``flops``.
 
     Closed form (Hoffmann et al. 2022, Eq. 4): N_opt = G·(C/6)^a and D_opt = (C/6)^b / G
     with G = (alpha·A / (beta·B))^(1/(alpha+beta)), a = beta/(alpha+beta),
     b = alpha/(alpha+beta). ``flops`` in FLOPs; returns parameters and tokens.
+    ``params`` defaults to the planning law (``PLANNING``, Besiroglu et al.'s refit).
 
     Introduced in: chapters/01_background.ipynb
     """

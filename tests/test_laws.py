@@ -40,7 +40,7 @@ def test_chinchilla_loss_definition_and_broadcasting():
     [(2.21e19, 400e6, 9.2e9), (1.62e20, 1e9, 27.1e9), (2.46e22, 10e9, 410.1e9)],
 )
 def test_compute_optimal_reproduces_hoffmann_table_a3(flops, n_want, d_want):
-    n_opt, d_opt = laws.compute_optimal(flops)
+    n_opt, d_opt = laws.compute_optimal(flops, laws.HOFFMANN_UNROUNDED)
     assert n_opt == pytest.approx(n_want, rel=0.05)
     assert d_opt == pytest.approx(d_want, rel=0.07)
     assert 6 * n_opt * d_opt == pytest.approx(flops)
@@ -61,6 +61,17 @@ def test_compute_optimal_is_the_numerical_minimum(params):
 def test_besiroglu_refit_gives_about_20_tokens_per_parameter_at_chinchilla_compute():
     n, d = laws.compute_optimal(5.88e23, laws.BESIROGLU)
     assert 17 < d / n < 23
+
+
+def test_planning_default_is_the_refit_and_gives_15_to_25_tokens_per_parameter():
+    # Hoffmann et al.'s own Approach 3 gives about 59 here; the refit and their
+    # Approaches 1 and 2 about 20 (Besiroglu et al. 2024).
+    n, d = laws.compute_optimal(5.76e23)
+    assert 15 < d / n < 25
+    assert (n, d) == laws.compute_optimal(5.76e23, laws.BESIROGLU)
+    assert laws.chinchilla_loss(1e9, 2e10) == laws.chinchilla_loss(1e9, 2e10, laws.BESIROGLU)
+    n_h, d_h = laws.compute_optimal(5.76e23, laws.HOFFMANN_UNROUNDED)
+    assert 50 < d_h / n_h < 70
 
 
 def test_training_flops_of_gpt3():

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ._validate import positive
+from ._validate import _real, positive
 
 
 def check_close(name: str, got: float, want: float, rtol: float = 1e-6) -> float:
@@ -25,10 +25,9 @@ def check_close(name: str, got: float, want: float, rtol: float = 1e-6) -> float
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}")
     rtol = positive("rtol", rtol)
-    try:
-        g, w = float(got), float(want)
-    except (TypeError, ValueError):
-        raise ValueError(f"got and want must be numbers, got {got!r} and {want!r}") from None
+    g, w = _real(got), _real(want)  # text ("1e20"), booleans and None are not numbers
+    if g is None or w is None:
+        raise ValueError(f"got and want must be numbers, got {got!r} and {want!r}")
     if not (math.isfinite(g) and math.isfinite(w)):
         raise AssertionError(f"✗ {name}: got {g!r}, want {w!r}: not a finite number")
     err = abs(g - w) / abs(w) if w != 0 else abs(g)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._validate import one_of, positive, positive_int
+from ._validate import non_negative_int, one_of, positive, positive_int
 from .laws import PF_DAY
 
 if TYPE_CHECKING:  # the model module imports torch; compute stays light to import
@@ -131,8 +131,7 @@ def measure_flops(model: GPT, batch_size: int, context: int, *, seed: int = 0) -
     T = positive_int("context", context)
     if T > model.config.n_ctx:
         raise ValueError(f"context must be <= n_ctx={model.config.n_ctx}, got {context}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = non_negative_int("seed", seed)
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(model.config.vocab_size, (B, T + 1), generator=g)
     aten = torch.ops.aten

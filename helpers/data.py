@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from ._validate import one_of, positive, positive_int
+from ._validate import id_array, one_of, positive, positive_int
 
 if TYPE_CHECKING:
     import torch
@@ -632,18 +632,6 @@ def tokenized_splits(
 # --------------------------------------------------------------------------- batches
 
 
-def _as_id_array(ids: np.ndarray | torch.Tensor, min_len: int) -> np.ndarray:
-    if hasattr(ids, "detach") and hasattr(ids, "cpu"):  # a torch tensor
-        ids = ids.detach().cpu().numpy()
-    if not isinstance(ids, np.ndarray):
-        raise ValueError(f"ids must be a 1-D integer array or tensor, got {type(ids).__name__}")
-    if ids.ndim != 1 or ids.dtype.kind not in "iu":
-        raise ValueError(f"ids must be a 1-D integer array, got shape {ids.shape}, {ids.dtype}")
-    if ids.shape[0] < min_len:
-        raise ValueError(f"ids must hold at least {min_len} tokens here, got {ids.shape[0]}")
-    return ids
-
-
 def _windows(ids: np.ndarray, starts: np.ndarray, context: int):
     import torch
 
@@ -673,7 +661,7 @@ def get_batch(
 
     context = positive_int("context", context)
     batch_size = positive_int("batch_size", batch_size)
-    arr = _as_id_array(ids, context + 1)
+    arr = id_array("ids", ids, context + 1)
     if isinstance(generator, torch.Generator):
         gen = generator
     elif isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
@@ -702,7 +690,7 @@ def eval_windows(
     Introduced in: chapters/02_concepts.ipynb
     """
     context = positive_int("context", context)
-    arr = _as_id_array(ids, context + 1)
+    arr = id_array("ids", ids, context + 1)
     most = (arr.shape[0] - 1) // context
     if n is None:
         n = most
@@ -732,8 +720,8 @@ def bigram_loss(
     """
     vocab_size = positive_int("vocab_size", vocab_size)
     smoothing = positive("smoothing", smoothing)
-    train = _as_id_array(train_ids, 2)
-    val = _as_id_array(val_ids, 2)
+    train = id_array("train_ids", train_ids, 2)
+    val = id_array("val_ids", val_ids, 2)
     for name, arr in (("train_ids", train), ("val_ids", val)):
         if int(arr.min()) < 0 or int(arr.max()) >= vocab_size:
             raise ValueError(

@@ -33,7 +33,15 @@ from tqdm.auto import tqdm
 
 from . import laws
 from ._parallel import mp_context, usable_cores
-from ._validate import in_range, one_of, positive, positive_array, positive_int
+from ._validate import (
+    in_range,
+    non_negative_int,
+    number_array,
+    one_of,
+    positive,
+    positive_array,
+    positive_int,
+)
 
 #: Hoffmann et al. (2022, App. D.2)'s initialisation grid for Approach 3, in the log-sum-exp
 #: parametrisation (A = e^a, B = e^b, E = e^e): 5·5·5·6·6 = 4,500 starts.
@@ -408,7 +416,7 @@ def _grid_starts(grid: str | Mapping[str, Sequence[float]]) -> np.ndarray:
         raise ValueError(f"grid must be 'coarse', 'full' or a mapping, got {grid!r}")
     values = []
     for key in _GRID_KEYS:
-        vals = np.atleast_1d(np.asarray(spec[key], dtype=float))
+        vals = number_array(f"grid[{key!r}]", spec[key])
         if vals.ndim != 1 or vals.size == 0 or not np.all(np.isfinite(vals)):
             raise ValueError(f"grid[{key!r}] must be a non-empty list of finite numbers")
         values.append(vals)
@@ -908,10 +916,7 @@ def bootstrap(
         raise ValueError("arrays: pass the data columns to resample, e.g. n_params, loss")
     cols = []
     for j, arr in enumerate(arrays):
-        col = np.asarray(arr, dtype=float)
-        if col.ndim != 1:
-            raise ValueError(f"arrays[{j}] must be one-dimensional, got shape {col.shape}")
-        cols.append(col)
+        cols.append(number_array(f"arrays[{j}]", arr))
     n = cols[0].size
     for j, col in enumerate(cols[1:], start=1):
         if col.size != n:
@@ -921,8 +926,7 @@ def bootstrap(
     if isinstance(attrs, str) or not attrs or not all(isinstance(s, str) for s in attrs):
         raise ValueError(f"attrs must be a non-empty list of attribute names, got {attrs!r}")
     n_boot = positive_int("n_boot", n_boot)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    non_negative_int("seed", seed)
     level = in_range("level", level, 0.0, 1.0)
     if level in (0.0, 1.0):
         raise ValueError(f"level must be strictly between 0 and 1, got {level}")

@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validate import positive, positive_int
+from ._validate import non_negative_int, positive, positive_int
 from .train import (
     CODE_VERSION,
     EVAL_TOKENS,
@@ -101,8 +101,7 @@ class LSTMLM(nn.Module):
         super().__init__()
         if not isinstance(config, LSTMConfig):
             raise ValueError(f"config must be an LSTMConfig, got {type(config).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        non_negative_int("seed", seed)
         self.config = config
         C = config.d_model
         with torch.random.fork_rng(devices=[]):
@@ -209,6 +208,8 @@ def evaluate_lm(
     """
     _check_model(model)
     chunk = positive_int("chunk", chunk)
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise ValueError(f"x and y must be (n, T) tensors of token ids, got {x!r}, {y!r}")
     if x.ndim != 2 or x.shape != y.shape:
         raise ValueError(f"x and y must be (n, T) tensors of one shape, got {x.shape}, {y.shape}")
     return _evaluate(model, x, y, x.device, chunk)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validate import positive, positive_int
+from ._validate import non_negative, non_negative_int, positive, positive_int
 
 #: LayerNorm epsilon, as GPT-2 (``layer_norm_epsilon`` in ``transformers.GPT2Config``).
 LN_EPS = 1e-5
@@ -121,8 +121,7 @@ class GPT(nn.Module):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        non_negative_int("seed", seed)
         self.config = config
         with torch.random.fork_rng(devices=[]):  # PyTorch's default init must not move it
             self.transformer = nn.ModuleDict(
@@ -243,9 +242,8 @@ def ladder(
     positive_int("head_dim", head_dim)
     positive_int("min_layers", min_layers)
     positive("aspect", aspect)
-    if not isinstance(shape_weight, (int, float)) or not 0 <= shape_weight < math.inf:
-        raise ValueError(f"shape_weight must be a number >= 0, got {shape_weight!r}")
-    if len(aspect_range) != 2:
+    non_negative("shape_weight", shape_weight)
+    if not isinstance(aspect_range, (tuple, list)) or len(aspect_range) != 2:
         raise ValueError(f"aspect_range must be (low, high), got {aspect_range!r}")
     lo = positive("aspect_range[0]", aspect_range[0])
     hi = positive("aspect_range[1]", aspect_range[1])

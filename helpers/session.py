@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from ._validate import positive_int
+from ._validate import non_negative_int, positive_int
 
 #: Plot style: opaque white figures with dark text, so plots stay readable when the
 #: website is shown in dark mode (a transparent figure would put black text on black).
@@ -33,8 +33,7 @@ def setup(seed: int = 0, precision: int = 4) -> None:
 
     Introduced in: chapters/01_background.ipynb
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    non_negative_int("seed", seed)
     positive_int("precision", precision)
     random.seed(seed)
     np.random.seed(seed)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._parallel import mp_context, usable_cores
-from ._validate import one_of, positive, positive_array, positive_int
+from ._validate import non_negative_int, one_of, positive, positive_array, positive_int
 from .compute import flops_per_token, training_flops
 from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
 from .model import GPTConfig, count_params
@@ -105,10 +105,7 @@ class RunSpec:
             object.__setattr__(self, name, positive_int(name, getattr(self, name)))
         if self.eval_every is not None:
             object.__setattr__(self, "eval_every", positive_int("eval_every", self.eval_every))
-        seed = self.seed
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        object.__setattr__(self, "seed", int(seed))
+        object.__setattr__(self, "seed", non_negative_int("seed", self.seed))
         lr = default_lr(self.config) if self.lr is None else positive("lr", self.lr)
         object.__setattr__(self, "lr", lr)
 
@@ -229,7 +226,8 @@ def _check_common(
     batch_size: int, seeds: int | Sequence[int], eval_tokens: int, min_steps: int, too_few: str
 ) -> tuple[int, list[int], int, int]:
     batch_size = positive_int("batch_size", batch_size)
-    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+    iterable = isinstance(seeds, Iterable) and not isinstance(seeds, (str, bytes))
+    seeds = list(seeds) if iterable else [seeds]
     if not seeds or any(
         isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds
     ):
@@ -895,6 +893,7 @@ def laptop_design(*, vocab_size: int = 86, n_ctx: int = 64, seed: int = 0) -> li
 
     Introduced in: chapters/05_practice.ipynb
     """
+    non_negative_int("seed", seed)
     configs = [
         GPTConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_layer=n_layer, d_model=d, n_head=heads)
         for n_layer, d, heads in LAPTOP_SHAPES

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import positive, positive_int
+from ._validate import id_array, in_range, non_negative_int, positive, positive_int
 from .compute import training_flops
 from .data import eval_windows as _eval_windows
 from .data import get_batch
@@ -127,8 +127,7 @@ def lr_schedule(
         raise ValueError(f"step must be an integer in [0, {n_steps - 1}], got {step!r}")
     if step >= n_steps:
         raise ValueError(f"step must be an integer in [0, {n_steps - 1}], got {step!r}")
-    if not 0 <= final_fraction <= 1:
-        raise ValueError(f"final_fraction must be a number in [0, 1], got {final_fraction!r}")
+    in_range("final_fraction", final_fraction, 0.0, 1.0)
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
     decay_steps = n_steps - warmup_steps  # steps after the peak
@@ -239,10 +238,7 @@ def _check_device(device: str | torch.device) -> torch.device:
 
 
 def _check_ids(name: str, ids: Any, config: GPTConfig) -> np.ndarray:
-    if isinstance(ids, torch.Tensor):
-        ids = ids.detach().cpu().numpy()
-    if not isinstance(ids, np.ndarray) or ids.ndim != 1 or ids.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be a 1-D integer array or tensor of token ids")
+    ids = id_array(name, ids)
     if ids.shape[0] < config.n_ctx + 1:
         raise ValueError(
             f"{name} must hold at least n_ctx + 1 = {config.n_ctx + 1} tokens, got {ids.shape[0]}"
@@ -261,9 +257,7 @@ def _optional_positive_int(name: str, value: int | None) -> int | None:
 
 
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+    return non_negative_int("seed", seed)
 
 
 def _check_tokens(name: str, value: Any) -> int:
@@ -342,6 +336,7 @@ def eval_slice(
     Introduced in: chapters/05_practice.ipynb
     """
     n_ctx = positive_int("n_ctx", n_ctx)
+    id_array("val_ids", val_ids, n_ctx + 1)
     x, y = _eval_windows(val_ids, n_ctx)  # every whole window
     if eval_tokens is None:
         return x, y

@@ -9,6 +9,12 @@ trains on deliberately small slices of the corpus:
   which cache runs, weights included.
 - :func:`subset_corpus` keeps a given number of training characters, taken as equal pieces
   spread over the whole training text, for experiments with repeated data.
+
+And three small formulas the chapter teaches and chapter 8 reuses:
+
+- :func:`effective_tokens`: what repeated data is worth in fresh tokens (Muennighoff et al.).
+- :func:`tokens_for_loss` and :func:`inference_optimal`: the Chinchilla law inverted, and the
+  model size that reaches a loss most cheaply once inference is paid for (Sardana et al.).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._validate import positive_int
+from ._validate import non_negative, number_array, positive, positive_array, positive_int
+from .laws import MUENNIGHOFF_R_D_STAR, PLANNING, ChinchillaParams
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -62,6 +69,110 @@ def subset_corpus(corpus: Corpus, n_chars: int, n_pieces: int = 16) -> Corpus:
         train_text=kept,
         source=f"{corpus.source}; training text cut to {n_pieces} pieces, {n_chars} chars",
     )
+
+
+# ----------------------------------------------------------------------------- formulas
+
+
+def effective_tokens(
+    unique_tokens: float | np.ndarray,
+    epochs: float | np.ndarray,
+    r_star: float = MUENNIGHOFF_R_D_STAR,
+) -> float | np.ndarray:
+    """D' = U + U·R_D*·(1 − exp(−R/R_D*)): the fresh tokens that repeated data is worth.
+
+    Muennighoff et al. (2023, Eq. 5): ``epochs`` passes over ``unique_tokens`` unique tokens
+    U, that is R = epochs − 1 repetitions after the first pass, are worth as much as D'
+    fresh tokens. ``epochs`` must be at least 1 (fractions are allowed); ``r_star`` is the
+    fitted decay constant R_D* (default ``helpers.laws.MUENNIGHOFF_R_D_STAR``, 15.4). Each
+    repetition is worth less than the one before, and no amount of repetition is worth more
+    than U·(1 + R_D*). Arrays broadcast against each other. Tokens in, tokens out.
+
+    Introduced in: chapters/06_applications.ipynb
+    """
+    u = positive_array("unique_tokens", unique_tokens)
+    e = number_array("epochs", epochs, what="finite numbers >= 1")
+    bad = ~np.isfinite(e) | (e < 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"epochs must hold finite numbers >= 1; entry {i} is {e[i]!r}")
+    r_star = positive("r_star", r_star)
+    if u.size != e.size and 1 not in (u.size, e.size):
+        raise ValueError(f"unique_tokens ({u.size} values) and epochs ({e.size}) do not broadcast")
+    out = u + u * r_star * (1 - np.exp(-(e - 1) / r_star))
+    return out if np.ndim(unique_tokens) or np.ndim(epochs) else float(out[0])
+
+
+def _law(params: ChinchillaParams, loss: float) -> tuple[ChinchillaParams, float]:
+    """Check a law and a target loss for it; return both (the loss as a float)."""
+    if not isinstance(params, ChinchillaParams):
+        raise ValueError(f"params must be a ChinchillaParams, got {type(params).__name__}")
+    target = positive("loss", loss)
+    if target <= params.E:
+        raise ValueError(f"loss must be above the law's floor E = {params.E}, got {loss!r}")
+    return params, target
+
+
+def tokens_for_loss(
+    n_params: float | np.ndarray, loss: float, params: ChinchillaParams = PLANNING
+) -> float | np.ndarray:
+    """The training tokens D at which a model of ``n_params`` parameters reaches ``loss``.
+
+    Chinchilla's law L = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022, Eq. 2) solved for
+    D: D = (B / (loss − E − A/N^alpha))^(1/beta). It exists only for models large enough
+    that A/N^alpha < loss − E; a smaller one raises ValueError. ``n_params`` in parameters
+    (an array is fine), ``loss`` in nats per token; returns tokens. ``params`` defaults to
+    the planning law (``helpers.laws.PLANNING``).
+
+    Introduced in: chapters/06_applications.ipynb
+    """
+    n = positive_array("n_params", n_params)
+    p, target = _law(params, loss)
+    gap = target - p.E - p.A / n**p.alpha  # the loss the data term must still bring down
+    if np.any(gap <= 0):
+        smallest = (p.A / (target - p.E)) ** (1 / p.alpha)
+        got = n[np.flatnonzero(gap <= 0)[0]]
+        raise ValueError(
+            f"n_params must exceed {smallest:.4g}, the smallest model that can reach loss "
+            f"{target} at all; got {got:.4g}"
+        )
+    out = (p.B / gap) ** (1 / p.beta)
+    return out if np.ndim(n_params) else float(out[0])
+
+
+def inference_optimal(
+    loss: float, d_inference: float, params: ChinchillaParams = PLANNING
+) -> tuple[float, float]:
+    """The (N, D_train) that reach ``loss`` with the fewest lifetime FLOPs.
+
+    Sardana et al. (2023)'s cost: C(N) = 6·N·D_train(N) + 2·N·D_inf, training to ``loss``
+    (D_train from :func:`tokens_for_loss`) plus one forward pass, about 2·N FLOPs, for each
+    of the ``d_inference`` tokens the model will process in its life (prompt and generated
+    tokens alike). Minimised numerically over log N, from just above the smallest model that
+    can reach ``loss`` to e^20 times that size. With ``d_inference = 0`` it is the
+    compute-optimal model for that loss. ``loss`` in nats per token, ``d_inference`` in
+    tokens (>= 0); returns parameters and tokens.
+
+    Introduced in: chapters/06_applications.ipynb
+    """
+    from scipy.optimize import minimize_scalar
+
+    p, target = _law(params, loss)
+    d_inf = non_negative("d_inference", d_inference)
+    log_min = np.log(p.A / (target - p.E)) / p.alpha  # log N of the smallest model that can
+
+    def log_lifetime_flops(log_n: float) -> float:
+        n = np.exp(log_n)
+        return np.log(6 * n * tokens_for_loss(n, target, p) + 2 * n * d_inf)
+
+    res = minimize_scalar(
+        log_lifetime_flops,
+        bounds=(log_min + 1e-9, log_min + 20),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    n = float(np.exp(res.x))
+    return n, float(tokens_for_loss(n, target, p))
 
 
 # ----------------------------------------------------------------------------- models
@@ -115,4 +226,10 @@ def trained_models(
     return [results[key] for key in table.key]
 
 
-__all__ = ["subset_corpus", "trained_models"]
+__all__ = [
+    "effective_tokens",
+    "inference_optimal",
+    "subset_corpus",
+    "tokens_for_loss",
+    "trained_models",
+]

@@ -7,11 +7,18 @@ tokens, C in FLOPs unless a name says otherwise, loss in nats per token.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._validate import positive_array
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: One petaflop/s-day in FLOPs: 1e15 FLOP/s for 86,400 s (Kaplan et al. 2020, Sec. 1.3).
 PF_DAY = 1e15 * 86_400
@@ -204,3 +211,37 @@ def compute_optimal(
     if np.ndim(flops):
         return n_opt, d_opt
     return float(n_opt[0]), float(d_opt[0])
+
+
+#: Hoffmann et al. (2022)'s runs as Besiroglu et al. (2024) read them off Figure 4, shipped
+#: unchanged in ``helpers/published/`` (its README gives the provenance), and the md5 of
+#: the file as published (epoch-research/analyzing-chinchilla, commit 92258837).
+HOFFMANN_RUNS_CSV = Path(__file__).with_name("published") / "chinchilla_svg_extracted.csv"
+HOFFMANN_RUNS_MD5 = "0e6c634f7ff189463f2638cb60fc32ab"
+
+
+def hoffmann_runs() -> pd.DataFrame:
+    """The 245 training runs of Hoffmann et al. (2022) read off their Figure 4 by
+    Besiroglu et al. (2024), as a pandas DataFrame with one row per run.
+
+    Columns: ``n_params`` (N, parameters), ``n_tokens`` (D = C/(6N), tokens), ``flops``
+    (C, FLOPs) and ``loss`` (nats per token), in the file's order. The file's md5 is
+    checked first, so a damaged copy raises ValueError rather than giving a different fit.
+    Besiroglu et al.'s refit drops the 5 highest losses and fits the other 240.
+
+    Introduced in: chapters/04_math.ipynb
+    """
+    import pandas as pd  # here, so that ``import helpers`` stays fast
+
+    raw = HOFFMANN_RUNS_CSV.read_bytes()
+    digest = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+    if digest != HOFFMANN_RUNS_MD5:
+        raise ValueError(
+            f"{HOFFMANN_RUNS_CSV} has md5 {digest}, not {HOFFMANN_RUNS_MD5}: the file is "
+            "damaged or was changed; restore it from helpers/published/ in the course repository"
+        )
+    table = pd.read_csv(io.BytesIO(raw))
+    n, c = table["Model Size"].to_numpy(float), table["Training FLOP"].to_numpy(float)
+    return pd.DataFrame(
+        {"n_params": n, "n_tokens": c / (6 * n), "flops": c, "loss": table["loss"].to_numpy(float)}
+    )

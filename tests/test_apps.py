@@ -1,13 +1,16 @@
-"""Tests of helpers.apps: corpus subsets and trained models kept as checkpoints."""
+"""Tests of helpers.apps: corpus subsets, the repeated-data and inference formulas, and
+trained models kept as checkpoints."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
 
 import helpers.apps as apps
-from helpers import data
+from helpers import data, laws
 from helpers.model import GPTConfig
 from helpers.sweep import grid_design
 
@@ -55,6 +58,76 @@ def test_subset_corpus_bad_input_names_the_argument(corpus) -> None:
     for call, name in cases:
         with pytest.raises(ValueError, match=name):
             call()
+
+
+# ----------------------------------------------------------------------------- formulas
+
+
+def test_effective_tokens_is_muennighoffs_formula() -> None:
+    r_star = laws.MUENNIGHOFF_R_D_STAR  # R_D* of Muennighoff et al. (2023), Eq. 5
+    for unique in (1.0, 1e11):
+        for epochs in (1, 1.5, 2, 4, 16, 40, 64):
+            repeats = epochs - 1  # R_D: passes after the first
+            want = unique + unique * r_star * (1 - math.exp(-repeats / r_star))
+            assert apps.effective_tokens(unique, epochs) == pytest.approx(want, rel=1e-12)
+    assert apps.effective_tokens(1e9, 1) == 1e9  # one pass is the data itself
+    ceiling = apps.effective_tokens(1.0, 1e6)
+    assert ceiling == pytest.approx(1 + r_star, rel=1e-12)  # never more than U·(1 + R_D*)
+    assert apps.effective_tokens(1.0, 2, r_star=1.0) == pytest.approx(2 - math.exp(-1))
+    worth = apps.effective_tokens(np.full(3, 1e6), [2, 3, 4])
+    assert isinstance(worth, np.ndarray) and np.all(np.diff(np.diff(worth)) < 0)  # fading
+    assert isinstance(apps.effective_tokens(1e6, 4), float)
+
+
+def test_effective_tokens_bad_input_names_the_argument() -> None:
+    cases = [
+        ({"unique_tokens": 0}, "unique_tokens"),
+        ({"unique_tokens": "1e9"}, "unique_tokens"),
+        ({"epochs": 0.5}, "epochs"),
+        ({"epochs": [2, np.inf]}, "epochs"),
+        ({"epochs": "4"}, "epochs"),
+        ({"r_star": -1}, "r_star"),
+        ({"unique_tokens": [1, 2], "epochs": [2, 3, 4]}, "broadcast"),
+    ]
+    for kwargs, name in cases:
+        with pytest.raises(ValueError, match=name):
+            apps.effective_tokens(**({"unique_tokens": 1e9, "epochs": 4} | kwargs))
+
+
+def test_tokens_for_loss_inverts_the_law() -> None:
+    n = np.array([1e9, 1e10, 1e11])
+    for params in (laws.PLANNING, laws.HOFFMANN_UNROUNDED):
+        d = apps.tokens_for_loss(n, 2.2, params)
+        assert laws.chinchilla_loss(n, d, params) == pytest.approx(2.2, rel=1e-12)
+    n_opt, d_opt = laws.compute_optimal(1e23)
+    loss = laws.chinchilla_loss(n_opt, d_opt)
+    assert apps.tokens_for_loss(n_opt, loss) == pytest.approx(d_opt, rel=1e-9)
+    with pytest.raises(ValueError, match="n_params must exceed"):
+        apps.tokens_for_loss(1e6, 2.0)  # too small to reach 2.0 nats on any data
+    with pytest.raises(ValueError, match="loss"):
+        apps.tokens_for_loss(1e9, laws.PLANNING.E)
+    with pytest.raises(ValueError, match="params"):
+        apps.tokens_for_loss(1e9, 2.0, params=(1, 2, 3))
+
+
+def test_inference_optimal_is_the_cheapest_model() -> None:
+    n_opt, d_opt = laws.compute_optimal(1e24)
+    loss = laws.chinchilla_loss(n_opt, d_opt)
+    n0, d0 = apps.inference_optimal(loss, 0)  # training only: the compute-optimal model
+    assert (n0, d0) == (pytest.approx(n_opt, rel=1e-4), pytest.approx(d_opt, rel=1e-4))
+    sizes = [apps.inference_optimal(loss, d_inf)[0] for d_inf in (1e12, 1e13, 1e14)]
+    assert n_opt > sizes[0] > sizes[1] > sizes[2]  # more serving, a smaller model
+    n, d = apps.inference_optimal(loss, 1e13)
+    assert laws.chinchilla_loss(n, d) == pytest.approx(loss, rel=1e-12)
+
+    def lifetime(size):
+        return 6 * size * apps.tokens_for_loss(size, loss) + 2 * size * 1e13
+
+    assert lifetime(n) < min(lifetime(0.9 * n), lifetime(1.1 * n))
+    with pytest.raises(ValueError, match="d_inference"):
+        apps.inference_optimal(loss, -1)
+    with pytest.raises(ValueError, match="loss"):
+        apps.inference_optimal(1.0, 1e12)  # below the floor E
 
 
 # ----------------------------------------------------------------------------- models

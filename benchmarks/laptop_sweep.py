@@ -1,95 +1,205 @@
 """The laptop sweep, measured: wall time, fit quality, and pre-registered predictions.
 
-Runs ``helpers.sweep.laptop_design()`` (the design the practice chapter trains) on every
-core with a fresh run cache (or ``--cache DIR`` to reuse one), then prints:
+Runs ``helpers.sweep.laptop_design()`` (the design the practice chapter trains) for each
+seed, on every core, with a fresh run cache (or ``--cache DIR`` to reuse one: pass the
+course's cache, ``~/.cache/scaling-laws-course/runs``, to share seed 0 with chapter 5; the
+runs keep their weights, as the chapter's do, so it reuses them), then prints per seed:
 
 - wall time of the sweep and of the Chinchilla fit (targets: ≤ 5 min and ≤ 20 s);
 - any run whose loss is still within 0.1 nats of a character-pair table's (the early plateau
-  of training: a run too short for its model, as seed 1 shows for the 25 k model);
-- R² of the Chinchilla fit in log-loss on all runs (target ≥ 0.98);
+  of training: a run too short for its model);
+- R² of the Chinchilla fit in log-loss on all runs, with non-embedding N as in chapter 5
+  (target ≥ 0.98), and with total N;
 - predictivity, with the held-out runs chosen by ``helpers.sweep.holdout`` from the design
   alone, before anything is fitted: the Chinchilla surface fitted on the other runs, and
   L(N) at each token budget fitted on the smaller models; median relative error of
-  predicted vs measured loss (goal ≤ 2 %).
+  predicted vs measured loss (goal ≤ 2 %);
 
-Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K] [--seed S]
+and, with two seeds or more, the seed-to-seed spread of each design point's loss (relative
+standard deviation across seeds). Everything goes to ``--out`` (JSON, written atomically)
+with the command line, date, PyTorch version and machine; chapter 5 reads that file.
+
+Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K] [--seeds S ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from helpers import data, fit, sweep
+from helpers._parallel import usable_cores
+
+#: Where the results go by default (chapter 5 reads this file).
+RESULTS = Path(__file__).parent / "results" / "laptop_sweep.json"
+
+
+def measure(seed: int, cache: str, workers: int | None, plateau: float) -> dict:
+    """Train (or read) one seed's sweep, fit it, and return its results (also printed)."""
+    specs = sweep.laptop_design(seed=seed)
+    held = sweep.holdout(sweep.design_table(specs))
+    t0 = time.perf_counter()
+    runs = sweep.run_sweep(specs, cache_dir=cache, workers=workers, keep_models=True)
+    wall = time.perf_counter() - t0
+    print(f"seed {seed}: sweep wall time {wall:.0f} s ({runs.cached.sum()} of {len(runs)} cached)")
+
+    stuck = runs[runs.loss >= plateau - 0.1]
+    print(f"  runs within 0.1 nats of the plateau ({plateau:.3f}): {len(stuck)}")
+    t0 = time.perf_counter()
+    full = fit.fit_chinchilla(runs.N, runs.D, runs.loss)  # non-embedding N, as chapter 5
+    fit_s = time.perf_counter() - t0
+    total = fit.fit_chinchilla(runs.N_total, runs.D, runs.loss)
+    print(
+        f"  Chinchilla fit on all runs: R² {full.r2:.4f}, {fit_s:.2f} s; E {full.E:.3f} "
+        f"A {full.A:.3g} B {full.B:.3g} α {full.alpha:.3f} β {full.beta:.3f} → a {full.a:.3f}"
+        f" (total N: R² {total.r2:.4f}, a {total.a:.3f})"
+    )
+
+    train, test = runs[~held.values], runs[held.values]
+    surface = fit.fit_chinchilla(train.N, train.D, train.loss)
+    pred = surface.predict(test.N.to_numpy(), test.D.to_numpy())
+    err = pred / test.loss.values - 1
+    print(
+        f"  surface on {len(train)} runs → {len(test)} held out: median error "
+        f"{np.median(err):+.2%} (range {err.min():+.2%} … {err.max():+.2%})"
+    )
+
+    largest, by_n = runs.N.max(), []
+    for d, group in runs.groupby("D"):
+        small, big = group[group.N < largest], group[group.N == largest]
+        law = fit.fit_power_law(small.N, small.loss, offset=True)
+        p, m = float(law.predict(big.N.values)[0]), float(big.loss.values[0])
+        by_n.append({"D": int(d), "predicted": p, "measured": m, "error": p / m - 1})
+    n_err = [r["error"] for r in by_n]
+    print(f"  L(N), largest model held out: median error {np.median(n_err):+.2%}")
+
+    point = lambda r: {"N": int(r.N), "N_total": int(r.N_total), "D": int(r.D)}  # noqa: E731
+    return {
+        "seed": seed,
+        "sweep_wall_s": wall,
+        "cached": int(runs.cached.sum()),
+        "train_s": float(runs.wall_s.sum()),  # each run's own training time, summed
+        "runs": [
+            point(r) | {"loss": float(r.loss), "wall_s": float(r.wall_s)} for r in runs.itertuples()
+        ],
+        "stalled": [point(r) | {"loss": float(r.loss)} for r in stuck.itertuples()],
+        "fit": {k: float(getattr(full, k)) for k in ("E", "A", "B", "alpha", "beta", "a", "r2")}
+        | {"fit_s": fit_s, "rms_residual": float(np.sqrt(np.mean(full.residuals**2)))},
+        "fit_total_n": {k: float(getattr(total, k)) for k in ("alpha", "beta", "a", "r2")},
+        "holdout": {
+            "n_fit": len(train),
+            "runs": [
+                point(r) | {"predicted": float(p), "measured": float(r.loss), "error": float(e)}
+                for r, p, e in zip(test.itertuples(), pred, err, strict=True)
+            ],
+            "median_error": float(np.median(err)),
+            "median_abs_error": float(np.median(np.abs(err))),
+            "min_error": float(err.min()),
+            "max_error": float(err.max()),
+        },
+        "l_of_n": {"runs": by_n, "median_error": float(np.median(n_err))},
+    }
+
+
+def seed_spread(per_seed: list[dict]) -> dict:
+    """Relative standard deviation (ddof 1) of each design point's loss across seeds."""
+    losses: dict[tuple[int, int], list[float]] = {}
+    for result in per_seed:
+        for r in result["runs"]:
+            losses.setdefault((r["N"], r["D"]), []).append(r["loss"])
+    stalled = {(r["N"], r["D"]) for result in per_seed for r in result["stalled"]}
+    points = [
+        {"N": n, "D": d, "losses": v, "rel_sd": float(np.std(v, ddof=1) / np.mean(v)),
+         "stalled_in_a_seed": (n, d) in stalled}
+        for (n, d), v in sorted(losses.items())
+    ]  # fmt: skip
+    sd = [p["rel_sd"] for p in points]
+    clean = [p["rel_sd"] for p in points if not p["stalled_in_a_seed"]] or [float("nan")]
+    print(
+        f"seed-to-seed spread of a design point's loss ({len(per_seed)} seeds): relative sd "
+        f"{min(sd):.2%} … {max(sd):.2%}, median {np.median(sd):.2%}; without the points a "
+        f"seed left on the plateau: {min(clean):.2%} … {max(clean):.2%}"
+    )
+    return {
+        "points": points,
+        "min": min(sd),
+        "max": max(sd),
+        "median": float(np.median(sd)),
+        "min_never_stalled": min(clean),
+        "max_never_stalled": max(clean),
+        "median_never_stalled": float(np.median(clean)),
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` to ``path`` through a temporary file, so an interruption leaves none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is for everyone
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", help="run cache folder to (re)use; default: a fresh one")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="one seed (default 0)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="several seeds (overrides --seed)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
     args = parser.parse_args()
+    seeds = args.seeds or [args.seed]
+    if len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds must be distinct, got {seeds}")
 
-    specs = sweep.laptop_design(seed=args.seed)
-    table = sweep.design_table(specs)
-    held = sweep.holdout(table)
+    table = sweep.design_table(sweep.laptop_design())
     budgets = sorted(int(d) for d in table.D.unique())
     print(
-        f"design: {len(specs)} runs, {table.N.nunique()} sizes "
-        f"({table.N.min():,}–{table.N.max():,} non-embedding, "
-        f"{table.N.max() / table.N.min():.0f}x), budgets {budgets} tokens, "
-        f"min steps {table.steps.min()}; held out before fitting: {int(held.sum())} runs"
+        f"design: {len(table)} runs, {table.N.nunique()} sizes ({table.N.min():,}–"
+        f"{table.N.max():,} non-embedding), budgets {budgets} tokens, "
+        f"held out before fitting: {int(sweep.holdout(table).sum())} runs; seeds {seeds}"
     )
-
-    cache = args.cache or tempfile.mkdtemp(prefix="laptop-sweep-")
-    t0 = time.perf_counter()
-    runs = sweep.run_sweep(specs, cache_dir=cache, workers=args.workers, progress=True)
-    wall = time.perf_counter() - t0
-    print(f"sweep wall time: {wall:.0f} s ({runs.cached.sum()} of {len(runs)} runs cached)")
-
     corpus = data.load_corpus("shakespeare")
     tokenizer = data.char_tokenizer(corpus)
     plateau = data.bigram_loss(*data.tokenized_splits(corpus, tokenizer), len(tokenizer))
-    stuck = runs[runs.loss >= plateau - 0.1]
-    print(
-        f"runs still near the plateau (character-pair table {plateau:.3f} nats/char, within "
-        f"0.1): {len(stuck)}"
-        + "".join(f"\n  N = {r.N:,}, D = {r.D:,}: {r.loss:.4f}" for r in stuck.itertuples())
-    )
+    cache = args.cache or tempfile.mkdtemp(prefix="laptop-sweep-")
 
-    t0 = time.perf_counter()
-    full = fit.fit_chinchilla(runs.N_total, runs.D, runs.loss)
-    fit_s = time.perf_counter() - t0
-    print(
-        f"Chinchilla fit on all runs: R² {full.r2:.4f} in log-loss, {fit_s:.2f} s; "
-        f"E {full.E:.3f} A {full.A:.3g} B {full.B:.3g} α {full.alpha:.3f} β {full.beta:.3f} "
-        f"→ a {full.a:.3f}"
-    )
+    per_seed = [measure(s, cache, args.workers, plateau) for s in seeds]
+    import torch
 
-    train, test = runs[~held.values], runs[held.values]
-    surface = fit.fit_chinchilla(train.N_total, train.D, train.loss)
-    err = surface.predict(test.N_total, test.D) / test.loss.values - 1
-    print(
-        f"surface fitted on {len(train)} runs, predicting {len(test)} held-out runs: "
-        f"median relative error {np.median(err):+.2%} (median |err| "
-        f"{np.median(np.abs(err)):.2%}, range {err.min():+.2%} … {err.max():+.2%})"
-    )
-
-    largest = runs.N.max()
-    errs = []
-    for d, group in runs.groupby("D"):
-        small, big = group[group.N < largest], group[group.N == largest]
-        law = fit.fit_power_law(small.N, small.loss, offset=True)
-        e = float(law.predict(big.N.values)[0] / big.loss.values[0] - 1)
-        errs.append(e)
-        print(
-            f"  L(N) at D = {d:,}: predicted {law.predict(big.N.values)[0]:.4f}, "
-            f"measured {big.loss.values[0]:.4f} ({e:+.2%})"
-        )
-    print(f"L(N) at fixed D, largest model held out: median relative error {np.median(errs):+.2%}")
+    payload = {
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cores": usable_cores(),
+            "workers": args.workers or usable_cores(),
+        },
+        "plateau_loss": plateau,
+        "seeds": per_seed,
+        "seed_spread": seed_spread(per_seed) if len(seeds) > 1 else None,
+    }
+    write_json(args.out, payload)
+    print(f"results written to {args.out}")
 
 
 if __name__ == "__main__":

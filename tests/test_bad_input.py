@@ -110,6 +110,14 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
     n, d, loss, c = fx.n, fx.d, fx.loss, fx.flops
     lm = lstm.LSTMLM(fx.lstm_config)
     common = dict(batch_size=2, lr=1e-3, seeds=0, eval_tokens=16, min_steps=1)
+    sweep_args = dict(  # run_sweep and the trained_models that wraps it
+        specs=[fx.spec],
+        corpus=fx.corpus,
+        tokenizer="char",
+        workers=1,
+        cache_dir=fx.tmp,
+        progress=False,
+    )
     loop = dict(
         n_tokens=32, lr=1e-3, batch_size=2, seed=0, eval_tokens=16, eval_every=1, progress=False
     )
@@ -120,16 +128,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
         "apps.inference_optimal": ex(apps.inference_optimal, loss=2.2, d_inference=1e12),
         "apps.subset_corpus": ex(apps.subset_corpus, corpus=fx.corpus, n_chars=64, n_pieces=4),
         "apps.tokens_for_loss": ex(apps.tokens_for_loss, n_params=1e10, loss=2.2),
-        "apps.trained_models": ex(
-            apps.trained_models,
-            run=False,  # trains
-            specs=[fx.spec],
-            corpus=fx.corpus,
-            tokenizer="char",
-            workers=1,
-            cache_dir=fx.tmp,
-            progress=False,
-        ),
+        "apps.trained_models": ex(apps.trained_models, run=False, **sweep_args),  # trains
         "check.check_close": ex(check.check_close, name="x", got=1.0, want=1.0, rtol=1e-6),
         "compute.flops_per_token": ex(compute.flops_per_token, config=fx.config, context=8),
         "compute.measure_flops": ex(
@@ -250,16 +249,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
             sweep.isoflop_design, configs=[fx.config], flop_budgets=[1e8], **common
         ),
         "sweep.laptop_design": ex(sweep.laptop_design, vocab_size=86, n_ctx=64, seed=0),
-        "sweep.run_sweep": ex(
-            sweep.run_sweep,
-            run=False,  # trains
-            specs=[fx.spec],
-            corpus=fx.corpus,
-            tokenizer="char",
-            workers=1,
-            cache_dir=fx.tmp,
-            progress=False,
-        ),
+        "sweep.run_sweep": ex(sweep.run_sweep, run=False, **sweep_args),  # trains
         "train.default_warmup": ex(tr.default_warmup, n_steps=100),
         "train.eval_slice": ex(tr.eval_slice, val_ids=fx.ids, n_ctx=8, eval_tokens=16),
         "train.lr_schedule": ex(

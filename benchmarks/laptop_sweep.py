@@ -17,7 +17,12 @@ runs keep their weights, as the chapter's do, so it reuses them), then prints pe
 
 and, with two seeds or more, the seed-to-seed spread of each design point's loss (relative
 standard deviation across seeds). Everything goes to ``--out`` (JSON, written atomically)
-with the command line, date, PyTorch version and machine; chapter 5 reads that file.
+with the command line, date, PyTorch version and machine: by default, several seeds to
+``results/laptop_sweep.json``, which chapter 5 reads, one seed to
+``results/laptop_sweep_seed<S>.json``. The last line printed is the speed of the whole
+invocation: wall time of the sweeps, exact training FLOPs of the runs it trained (not 6·N·D;
+cached runs count for neither), the matmul peak of as many single-thread processes as the
+sweep has workers, measured in the same run, and the ratio FLOPs / wall / peak.
 
 Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K] [--seeds S ...]
 """
@@ -38,10 +43,45 @@ from pathlib import Path
 import numpy as np
 
 from helpers import data, fit, sweep
-from helpers._parallel import usable_cores
+from helpers._parallel import mp_context, usable_cores
+from helpers.compute import flops_per_token
 
-#: Where the results go by default (chapter 5 reads this file).
-RESULTS = Path(__file__).parent / "results" / "laptop_sweep.json"
+#: Where the results go by default: several seeds to the file chapter 5 reads, one seed to
+#: a file of its own (so that a quick one-seed timing run leaves the chapter's file alone).
+RESULTS = Path(__file__).parent / "results"
+SEEDS_FILE = RESULTS / "laptop_sweep.json"
+
+#: The matmul that defines a core's peak: (n × n) @ (n × n) in fp32, 2·n³ FLOPs.
+PEAK_N = 1024
+
+
+def _one_core_matmul_rate(seconds: float) -> float:
+    """FLOP/s of (PEAK_N × PEAK_N) fp32 matmuls on one thread, timed for ``seconds``."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(PEAK_N, PEAK_N), torch.randn(PEAK_N, PEAK_N)
+    torch.mm(a, b)  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        n += 1
+    return 2.0 * PEAK_N**3 * n / (time.perf_counter() - t0)
+
+
+def matmul_peak(workers: int, seconds: float = 3.0) -> float:
+    """Matmul FLOP/s of ``workers`` single-thread processes running at once (summed): the
+    peak that the sweep's single-thread workers could reach together on this machine."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp_context()) as pool:
+        return sum(pool.map(_one_core_matmul_rate, [seconds] * workers))
+
+
+def exact_flops(specs: list) -> float:
+    """Training FLOPs of ``specs`` counted exactly for each shape (attention and output
+    layer included: ``flops_per_token(mode="train")``), not 6·N·D."""
+    return sum(flops_per_token(s.config, mode="train") * s.n_tokens for s in specs)
 
 
 def measure(seed: int, cache: str, workers: int | None, plateau: float) -> dict:
@@ -84,10 +124,12 @@ def measure(seed: int, cache: str, workers: int | None, plateau: float) -> dict:
     print(f"  L(N), largest model held out: median error {np.median(n_err):+.2%}")
 
     point = lambda r: {"N": int(r.N), "N_total": int(r.N_total), "D": int(r.D)}  # noqa: E731
+    trained = [spec for spec, cached in zip(specs, runs.cached, strict=True) if not cached]
     return {
         "seed": seed,
         "sweep_wall_s": wall,
         "cached": int(runs.cached.sum()),
+        "exact_flops_trained": exact_flops(trained),  # the runs this invocation trained
         "train_s": float(runs.wall_s.sum()),  # each run's own training time, summed
         "runs": [
             point(r) | {"loss": float(r.loss), "wall_s": float(r.wall_s)} for r in runs.itertuples()
@@ -162,7 +204,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     parser.add_argument("--seed", type=int, default=0, help="one seed (default 0)")
     parser.add_argument("--seeds", type=int, nargs="+", help="several seeds (overrides --seed)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"JSON file (default {SEEDS_FILE} for several seeds, "
+        f"{RESULTS}/laptop_sweep_seed<S>.json for one)",
+    )
     args = parser.parse_args()
     seeds = args.seeds or [args.seed]
     if len(set(seeds)) != len(seeds):
@@ -179,8 +226,11 @@ def main() -> None:
     tokenizer = data.char_tokenizer(corpus)
     plateau = data.bigram_loss(*data.tokenized_splits(corpus, tokenizer), len(tokenizer))
     cache = args.cache or tempfile.mkdtemp(prefix="laptop-sweep-")
-
+    workers = args.workers or usable_cores()
+    peak = matmul_peak(workers)  # measured in this run, before the sweep loads the cores
     per_seed = [measure(s, cache, args.workers, plateau) for s in seeds]
+    wall = sum(r["sweep_wall_s"] for r in per_seed)
+    flops = sum(r["exact_flops_trained"] for r in per_seed)
     import torch
 
     payload = {
@@ -194,12 +244,26 @@ def main() -> None:
             "cores": usable_cores(),
             "workers": args.workers or usable_cores(),
         },
+        "speed": {
+            "sweep_wall_s": wall,
+            "exact_flops_trained": flops,
+            "matmul_peak_flops_per_s": peak,
+            "matmul_peak_workers": workers,
+            "ratio": flops / wall / peak,
+        },
         "plateau_loss": plateau,
         "seeds": per_seed,
         "seed_spread": seed_spread(per_seed) if len(seeds) > 1 else None,
     }
-    write_json(args.out, payload)
-    print(f"results written to {args.out}")
+    out = args.out or (
+        SEEDS_FILE if len(seeds) > 1 else RESULTS / f"laptop_sweep_seed{seeds[0]}.json"
+    )
+    write_json(out, payload)
+    print(f"results written to {out}")
+    print(
+        f"wall {wall:.0f} s; exact FLOPs {flops:.3g}; {workers}-core matmul peak "
+        f"{peak / 1e9:.0f} GFLOP/s; ratio {flops / wall / peak:.0%}"
+    )
 
 
 if __name__ == "__main__":

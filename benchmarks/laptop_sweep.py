@@ -24,7 +24,8 @@ invocation: wall time of the sweeps, exact training FLOPs of the runs it trained
 cached runs count for neither), the matmul peak of as many single-thread processes as the
 sweep has workers, measured in the same run, and the ratio FLOPs / wall / peak.
 
-Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K] [--seeds S ...]
+Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K]
+        [--seeds 0-7 | --seeds S ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -149,8 +150,28 @@ def measure(seed: int, cache: str, workers: int | None, plateau: float) -> dict:
             "min_error": float(err.min()),
             "max_error": float(err.max()),
         },
-        "l_of_n": {"runs": by_n, "median_error": float(np.median(n_err))},
+        "l_of_n": {
+            "runs": by_n,
+            "median_error": float(np.median(n_err)),
+            "median_abs_error": float(np.median(np.abs(n_err))),
+        },
     }
+
+
+#: The lab's targets for one seed's sweep (issue "A lab you can trust").
+TARGETS = {"r2": 0.98, "held_out": 0.02, "l_of_n": 0.02}
+
+
+def passes(result: dict) -> bool:
+    """Whether one seed's sweep meets every target: Chinchilla R² ≥ 0.98 in log-loss,
+    pre-registered held-out and L(N) median |error| ≤ 2 %, no run near the plateau."""
+    return (
+        result["fit"]["r2"] >= TARGETS["r2"]
+        and result["holdout"]["median_abs_error"] <= TARGETS["held_out"]
+        and float(np.median(np.abs([r["error"] for r in result["l_of_n"]["runs"]])))
+        <= TARGETS["l_of_n"]
+        and not result["stalled"]
+    )
 
 
 def seed_spread(per_seed: list[dict]) -> dict:
@@ -198,12 +219,23 @@ def write_json(path: Path, payload: dict) -> None:
         raise
 
 
+def _seed_range(text: str) -> list[int]:
+    """'3' -> [3]; '0-7' -> [0, 1, ..., 7]."""
+    low, _, high = text.partition("-")
+    first, last = int(low), int(high or low)
+    if first < 0 or last < first:
+        raise ValueError(text)
+    return list(range(first, last + 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", help="run cache folder to (re)use; default: a fresh one")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     parser.add_argument("--seed", type=int, default=0, help="one seed (default 0)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="several seeds (overrides --seed)")
+    parser.add_argument(
+        "--seeds", nargs="+", help="several seeds, e.g. 0 1 2 or 0-7 (overrides --seed)"
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -211,7 +243,10 @@ def main() -> None:
         f"{RESULTS}/laptop_sweep_seed<S>.json for one)",
     )
     args = parser.parse_args()
-    seeds = args.seeds or [args.seed]
+    try:
+        seeds = [s for text in args.seeds for s in _seed_range(text)] if args.seeds else [args.seed]
+    except ValueError:
+        parser.error(f"--seeds takes integers >= 0 or ranges like 0-7, got {args.seeds}")
     if len(set(seeds)) != len(seeds):
         parser.error(f"--seeds must be distinct, got {seeds}")
 
@@ -260,9 +295,18 @@ def main() -> None:
     )
     write_json(out, payload)
     print(f"results written to {out}")
-    print(
-        f"wall {wall:.0f} s; exact FLOPs {flops:.3g}; {workers}-core matmul peak "
-        f"{peak / 1e9:.0f} GFLOP/s; ratio {flops / wall / peak:.0%}"
+    for r in per_seed:
+        print(
+            f"seed {r['seed']}: R² {r['fit']['r2']:.4f}, held-out median |error| "
+            f"{r['holdout']['median_abs_error']:.2%}, L(N) median |error| "
+            f"{float(np.median(np.abs([x['error'] for x in r['l_of_n']['runs']]))):.2%}, "
+            f"{len(r['stalled'])} near the plateau: {'pass' if passes(r) else 'FAIL'}"
+        )
+    passing = sum(passes(r) for r in per_seed)
+    print(  # one last line for both issues' figures: the seeds that pass, and the speed
+        f"seeds passing: {passing}/{len(per_seed)}; wall {wall:.0f} s; exact FLOPs "
+        f"{flops:.3g}; {workers}-core matmul peak {peak / 1e9:.0f} GFLOP/s; "
+        f"ratio {flops / wall / peak:.0%}"
     )
 
 

@@ -47,7 +47,6 @@ from .train import (
     N_EVALS,
     _check_ids,
     _check_model,
-    _check_seed,
     _evaluate,
     train_model,
 )
@@ -314,7 +313,7 @@ def train_lm(
     n_tokens = positive_int("n_tokens", n_tokens)
     peak_lr = positive("lr", lr)
     batch_size = positive_int("batch_size", batch_size)
-    seed = _check_seed(seed)
+    seed = non_negative_int("seed", seed)
     per_step = batch_size * n_ctx
     n_steps = n_tokens // per_step
     if n_steps < 1:

@@ -256,10 +256,6 @@ def _optional_positive_int(name: str, value: int | None) -> int | None:
     return None if value is None else positive_int(name, value)
 
 
-def _check_seed(seed: Any) -> int:
-    return non_negative_int("seed", seed)
-
-
 def _check_tokens(name: str, value: Any) -> int:
     """A token count: an integer >= 1; a float with an integer value (1e6) is accepted."""
     if isinstance(value, float) and value.is_integer():
@@ -523,7 +519,7 @@ def train_model(
                 f"schedule_tokens must be >= n_tokens={n_tokens}, got {schedule_tokens}"
             )
     peak_lr = positive("lr", lr)
-    seed = _check_seed(seed)
+    seed = non_negative_int("seed", seed)
     dev = _check_device(device)
     eval_every = _optional_positive_int("eval_every", eval_every)
     if eval_every is None:
@@ -652,7 +648,7 @@ def train(
     """
     if not isinstance(config, GPTConfig):
         raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
-    seed = _check_seed(seed)
+    seed = non_negative_int("seed", seed)
     if checkpoint_dir is not None and (
         not isinstance(checkpoint_dir, (str, Path)) or not str(checkpoint_dir)
     ):

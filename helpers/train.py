@@ -16,12 +16,14 @@ and the warm-up length come from a pilot sweep on a 2-core laptop CPU (see
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import id_array, in_range, non_negative_int, positive, positive_int
+from ._validate import id_array, in_range, non_negative_int, one_of, positive, positive_int
 from .compute import training_flops
 from .data import eval_windows as _eval_windows
 from .data import get_batch
@@ -47,6 +49,11 @@ WEIGHT_DECAY = 0.1
 GRAD_CLIP = 1.0
 #: The cosine ends at this fraction of the peak learning rate (Hoffmann et al. 2022, Sec. 3).
 FINAL_LR_FRACTION = 0.1
+#: The schedules :func:`lr_schedule` lays out: cosine to a fixed budget (Chinchilla's), or
+#: warm-up–stable–decay (WSD: constant peak, then a short cool-down; Hägele et al. 2024).
+SCHEDULES = ("cosine", "wsd")
+#: The share of a WSD run spent cooling down (Hägele et al. 2024 found 20 % matched cosine).
+DECAY_FRACTION = 0.2
 #: Default number of validation tokens in the fixed evaluation slice.
 EVAL_TOKENS = 16_384
 #: Default number of evaluations over a run (the last one at the final step).
@@ -101,19 +108,40 @@ def default_warmup(n_steps: int) -> int:
     return max(1, round(max(0.05 * n_steps, min(50.0, 0.2 * n_steps))))
 
 
+def decay_start(n_steps: int) -> int:
+    """First cool-down step (0-based) of a WSD run of ``n_steps`` steps: the last
+    ``round(DECAY_FRACTION · n_steps)`` steps (at least one) cool down.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    n_steps = positive_int("n_steps", n_steps)
+    return n_steps - max(1, round(DECAY_FRACTION * n_steps))
+
+
 def lr_schedule(
     step: int,
     n_steps: int,
     peak_lr: float,
     warmup_steps: int,
     final_fraction: float = FINAL_LR_FRACTION,
+    *,
+    schedule: str = "cosine",
 ) -> float:
     """Learning rate of optimizer step ``step`` (0-based) of a run of ``n_steps`` steps.
 
-    Linear warm-up, peak_lr·(step + 1)/warmup_steps, so the last warm-up step
-    (``warmup_steps - 1``) uses the peak; then a cosine from the peak down to
-    ``final_fraction``·peak, reached exactly at the last step (``n_steps - 1``): the cosine
-    spans the run's whole budget, as Chinchilla's does (Hoffmann et al. 2022, Sec. 3).
+    Both schedules start with a linear warm-up, peak_lr·(step + 1)/warmup_steps, so the last
+    warm-up step (``warmup_steps - 1``) uses the peak. Then:
+
+    - ``"cosine"``: a cosine from the peak down to ``final_fraction``·peak, reached exactly
+      at the last step (``n_steps - 1``): the cosine spans the run's whole budget, as
+      Chinchilla's does (Hoffmann et al. 2022, Sec. 3).
+    - ``"wsd"`` (warm-up–stable–decay): the peak until :func:`decay_start`, then a
+      cool-down peak·(1 − √p), p = (step − start) / (n_steps − start), the "1 − sqrt" shape
+      that Hägele et al. (2024) found better than a linear one (``final_fraction`` is not
+      used). Every step before the cool-down is the same whatever ``n_steps`` is, so one long
+      run, branched at each budget's :func:`decay_start`, gives every shorter WSD run
+      (:func:`train_budgets`).
+
     Returns a learning rate (same unit as ``peak_lr``).
 
     Introduced in: chapters/05_practice.ipynb
@@ -128,8 +156,19 @@ def lr_schedule(
     if step >= n_steps:
         raise ValueError(f"step must be an integer in [0, {n_steps - 1}], got {step!r}")
     in_range("final_fraction", final_fraction, 0.0, 1.0)
+    one_of("schedule", schedule, SCHEDULES)
+    if schedule == "wsd" and warmup_steps > decay_start(n_steps):
+        raise ValueError(
+            f"warmup_steps must be <= the cool-down's first step {decay_start(n_steps)} of a "
+            f"{n_steps}-step WSD run, got {warmup_steps}"
+        )
     if step < warmup_steps:
         return peak_lr * (step + 1) / warmup_steps
+    if schedule == "wsd":
+        start = decay_start(n_steps)
+        if step < start:
+            return peak_lr
+        return peak_lr * (1.0 - math.sqrt((step - start) / (n_steps - start)))
     decay_steps = n_steps - warmup_steps  # steps after the peak
     progress = (step - warmup_steps + 1) / decay_steps  # 0 at the peak, 1 at the last step
     final = final_fraction * peak_lr
@@ -152,6 +191,8 @@ class TrainResult:
     fixed validation slice). ``wall_s`` is the time from the first step to the last
     evaluation (set-up not counted), ``eval_s`` the part of it spent evaluating, and
     ``tokens_per_s`` = n_tokens / (wall_s - eval_s), the training speed.
+    ``schedule`` is the learning-rate schedule (:func:`lr_schedule`); ``shared_steps`` the
+    steps a WSD branch shares with the run it branched from (:func:`train_budgets`).
     ``model`` is the trained network (not part of the dict or JSON form).
 
     Introduced in: chapters/05_practice.ipynb
@@ -175,6 +216,8 @@ class TrainResult:
     seed: int
     eval_tokens: int
     device: str
+    schedule: str = "cosine"
+    shared_steps: int = 0
     code_version: int = CODE_VERSION
     model: GPT | None = field(default=None, repr=False, compare=False)
 
@@ -204,10 +247,10 @@ class TrainResult:
         if not isinstance(data, dict):
             raise ValueError(f"data must be a dict, got {type(data).__name__}")
         names = [f.name for f in dataclasses.fields(cls) if f.name != "model"]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n not in _ADDED_LATER]
         if missing:
             raise ValueError(f"data is missing the keys {missing}")
-        kwargs = {n: data[n] for n in names}
+        kwargs = {n: data[n] for n in names if n in data}
         try:
             kwargs["config"] = GPTConfig(**data["config"])
         except TypeError as err:
@@ -215,6 +258,10 @@ class TrainResult:
         if not isinstance(data["curve"], list):
             raise ValueError(f"data['curve'] must be a list, got {type(data['curve']).__name__}")
         return cls(**kwargs)
+
+
+#: Fields added after the first cache entries were written: older entries may lack them.
+_ADDED_LATER = ("schedule", "shared_steps")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -422,7 +469,9 @@ class LoopResult:
     tokens). ``wall_s`` is the time from the first step to the last evaluation (set-up not
     counted), ``eval_s`` the part of it spent evaluating, and ``tokens_per_s`` =
     n_tokens / (wall_s - eval_s), the training speed. ``seed`` seeded the batches;
-    ``device`` is where the run took place.
+    ``device`` is where the run took place; ``schedule`` is :func:`lr_schedule`'s;
+    ``shared_steps`` the steps a WSD branch shares with the run it branched from
+    (:func:`train_budgets`; 0 for a run of its own).
 
     Introduced in: chapters/03_algorithm.ipynb
     """
@@ -440,11 +489,158 @@ class LoopResult:
     wall_s: float
     eval_s: float
     device: str
+    schedule: str = "cosine"
+    shared_steps: int = 0
 
     @property
     def final_val_loss(self) -> float:
         """The validation loss at the last step, in nats per token."""
         return self.curve[-1]["val_loss"]
+
+
+class _Loop:
+    """One run between optimizer steps: the model, its AdamW, the batch generator, and what
+    the steps so far produced (each step's training loss and learning rate, the validation
+    loss at each evaluated step, the time spent). :meth:`fork` copies all of it exactly, so
+    a branch goes on as if it had trained from the first step on its own."""
+
+    def __init__(self, model, train_ids, eval_xy, *, lr, batch_size, seed, dev, eval_batch, bar):
+        self.model, self.train_ids, self.eval_xy = model, train_ids, eval_xy
+        self.batch_size, self.dev, self.eval_batch, self.bar = batch_size, dev, eval_batch, bar
+        # fused: one kernel for the whole update (3x faster than the loop on CPU for tiny
+        # models). The first optimizer in a process imports torch._dynamo (seconds).
+        self.optimizer = torch.optim.AdamW(_param_groups(model), lr=lr, betas=BETAS, fused=True)
+        self.gen = torch.Generator().manual_seed(seed)  # batches: CPU generator, any device
+        self.losses: list[float] = []  # training loss of every step so far
+        self.lrs: list[float] = []  # learning rate of every step so far
+        self.vals: dict[int, float] = {}  # steps done -> validation loss
+        self.wall_s = self.eval_s = 0.0
+
+    def run(self, stop: int, lr_at, eval_at: set[int], n_steps: int) -> None:
+        """Train up to ``stop`` steps done, evaluating after each step count in ``eval_at``
+        (``n_steps``, the run's length, only names the run in error messages)."""
+        start = time.perf_counter()
+        n_ctx = self.model.config.n_ctx
+        for step in range(len(self.losses), stop):
+            lr_now = lr_at(step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_now
+            x, y = get_batch(self.train_ids, n_ctx, self.batch_size, self.gen)
+            x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
+            with _autocast(self.dev):
+                _, loss = self.model(x, y)  # forward: mean cross-entropy of the next token
+            loss_value = loss.detach().item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"the training loss became {loss_value} at step {step} of {n_steps} "
+                    f"(learning rate {lr_now:.3g}); try a smaller lr"
+                )
+            loss.backward()  # backward: gradients of the loss
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP))
+            if not math.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"the gradient norm became {grad_norm} at step {step} of {n_steps} "
+                    f"(learning rate {lr_now:.3g}); try a smaller lr"
+                )
+            self.optimizer.step()  # update the weights
+            self.optimizer.zero_grad(set_to_none=True)
+            self.losses.append(loss_value)
+            self.lrs.append(lr_now)
+            self.bar.update(1)
+            if step + 1 in eval_at:
+                t0 = time.perf_counter()
+                val = _evaluate(self.model, *self.eval_xy, self.dev, self.eval_batch)
+                self.eval_s += time.perf_counter() - t0
+                self.vals[step + 1] = val
+                self.bar.set_postfix(train=f"{loss_value:.3f}", val=f"{val:.3f}")
+        self.wall_s += time.perf_counter() - start
+
+    def fork(self) -> _Loop:
+        """An exact, independent copy: weights, optimizer moments, generator and history."""
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        twin.optimizer = torch.optim.AdamW(_param_groups(twin.model), betas=BETAS, fused=True)
+        # a deep copy: load_state_dict would share the moment tensors with this loop
+        twin.optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
+        twin.gen = torch.Generator()
+        twin.gen.set_state(self.gen.get_state())
+        twin.losses, twin.lrs, twin.vals = list(self.losses), list(self.lrs), dict(self.vals)
+        return twin
+
+    def result(self, eval_steps: list[int], **fields: Any) -> LoopResult:
+        """The run as a :class:`LoopResult`, its curve at ``eval_steps`` (step counts)."""
+        tokens_per_step = self.batch_size * self.model.config.n_ctx
+        curve, prev = [], 0
+        for e in eval_steps:
+            chunk = self.losses[prev:e]  # mean training loss since the previous point
+            curve.append(
+                {
+                    "step": e,
+                    "tokens": e * tokens_per_step,
+                    "lr": self.lrs[e - 1],
+                    "train_loss": sum(chunk) / len(chunk),
+                    "val_loss": self.vals[e],
+                }
+            )
+            prev = e
+        n_steps = len(self.losses)
+        if not math.isfinite(curve[-1]["val_loss"]):
+            raise NonFiniteLossError(
+                f"the validation loss became {curve[-1]['val_loss']} at step {n_steps} of {n_steps}"
+            )
+        trained = n_steps * tokens_per_step
+        return LoopResult(
+            curve=curve,
+            n_tokens=trained,
+            n_steps=n_steps,
+            batch_size=self.batch_size,
+            eval_tokens=int(self.eval_xy[0].numel()),
+            tokens_per_s=trained / max(self.wall_s - self.eval_s, 1e-9),
+            wall_s=self.wall_s,
+            eval_s=self.eval_s,
+            device=str(self.dev),
+            **fields,
+        )
+
+
+def _eval_steps(n_steps: int, eval_every: int | None) -> list[int]:
+    """Step counts after which a run of ``n_steps`` evaluates (``None``: N_EVALS times)."""
+    every = math.ceil(n_steps / N_EVALS) if eval_every is None else eval_every
+    return sorted({*range(every, n_steps + 1, every), n_steps})
+
+
+def _check_loop_args(
+    model,
+    train_ids,
+    val_ids,
+    batch_size,
+    lr,
+    seed,
+    device,
+    eval_tokens,
+    eval_every,
+    eval_batch,
+    progress,
+    desc,
+):
+    """The arguments :func:`train_model` and :func:`train_budgets` share, checked."""
+    model = _check_model(model)
+    batch_size = positive_int("batch_size", batch_size)
+    peak_lr = positive("lr", lr)
+    seed = non_negative_int("seed", seed)
+    dev = _check_device(device)
+    eval_every = _optional_positive_int("eval_every", eval_every)
+    eval_batch = _optional_positive_int("eval_batch", eval_batch)
+    if eval_batch is None:
+        eval_batch = max(1, _EVAL_CHUNK_TOKENS // model.config.n_ctx)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    if desc is not None and not isinstance(desc, str):
+        raise ValueError(f"desc must be None or a str, got {desc!r}")
+    train_ids = _check_ids("train_ids", train_ids, model.config)
+    val_ids = _check_ids("val_ids", val_ids, model.config)
+    eval_xy = eval_slice(val_ids, model.config.n_ctx, eval_tokens)
+    return model, train_ids, eval_xy, batch_size, peak_lr, seed, dev, eval_every, eval_batch
 
 
 def train_model(
@@ -457,6 +653,8 @@ def train_model(
     batch_size: int = 16,
     seed: int = 0,
     schedule_tokens: int | float | None = None,
+    schedule: str = "cosine",
+    warmup_steps: int | None = None,
     device: str | torch.device = "cpu",
     eval_tokens: int | None = EVAL_TOKENS,
     eval_every: int | None = None,
@@ -477,11 +675,12 @@ def train_model(
       (:func:`helpers.data.get_batch`); the trained D is n_steps · batch_size · n_ctx tokens.
     - Optimizer: AdamW, β = (0.9, 0.95), weight decay 0.1 on matrices only, global gradient
       norm clipped to 1.0.
-    - Schedule (:func:`lr_schedule`): linear warm-up of :func:`default_warmup` steps to the
-      peak ``lr``, then a cosine to 10 % of the peak. The schedule is laid out for
-      ``schedule_tokens`` (tokens; ``None``: ``n_tokens``), i.e. ``schedule_tokens //
-      (batch_size · n_ctx)`` steps: a larger value trains a run cut short of a longer
-      schedule, whose learning rate has not decayed when it stops.
+    - Schedule (:func:`lr_schedule`): linear warm-up of ``warmup_steps`` steps (``None``:
+      :func:`default_warmup`) to the peak ``lr``, then ``schedule``: ``"cosine"`` to 10 % of
+      the peak, or ``"wsd"`` (constant, then a cool-down over the last 20 %). The schedule is
+      laid out for ``schedule_tokens`` (tokens; ``None``: ``n_tokens``), i.e.
+      ``schedule_tokens // (batch_size · n_ctx)`` steps: a larger value trains a run cut
+      short of a longer schedule, whose learning rate has not decayed when it stops.
     - Evaluation: mean loss in nats per token on a fixed slice of ``eval_tokens`` validation
       tokens (:func:`eval_slice`; ``None`` = the whole split), every ``eval_every`` steps
       (``None``: 8 times per run) and always at the last step, ``eval_batch`` windows per
@@ -500,12 +699,24 @@ def train_model(
     """
     from tqdm import tqdm
 
-    model = _check_model(model)
-    n_ctx = model.config.n_ctx
-    batch_size = positive_int("batch_size", batch_size)
-    n_tokens = _check_tokens("n_tokens", n_tokens)
-    tokens_per_step = batch_size * n_ctx
-    n_steps = n_tokens // tokens_per_step
+    model, train_ids, eval_xy, batch_size, peak_lr, seed, dev, eval_every, eval_batch = (
+        _check_loop_args(
+            model,
+            train_ids,
+            val_ids,
+            batch_size,
+            lr,
+            seed,
+            device,
+            eval_tokens,
+            eval_every,
+            eval_batch,
+            progress,
+            desc,
+        )
+    )
+    tokens_per_step = batch_size * model.config.n_ctx
+    n_steps = _check_tokens("n_tokens", n_tokens) // tokens_per_step
     if n_steps < 1:
         raise ValueError(
             f"n_tokens must be at least one step, batch_size · n_ctx = {tokens_per_step} "
@@ -518,158 +729,48 @@ def train_model(
             raise ValueError(
                 f"schedule_tokens must be >= n_tokens={n_tokens}, got {schedule_tokens}"
             )
-    peak_lr = positive("lr", lr)
-    seed = non_negative_int("seed", seed)
-    dev = _check_device(device)
-    eval_every = _optional_positive_int("eval_every", eval_every)
-    if eval_every is None:
-        eval_every = math.ceil(n_steps / N_EVALS)
-    eval_batch = _optional_positive_int("eval_batch", eval_batch)
-    if eval_batch is None:
-        eval_batch = max(1, _EVAL_CHUNK_TOKENS // n_ctx)
-    if not isinstance(progress, bool):
-        raise ValueError(f"progress must be True or False, got {progress!r}")
-    if desc is not None and not isinstance(desc, str):
-        raise ValueError(f"desc must be None or a str, got {desc!r}")
-    train_ids = _check_ids("train_ids", train_ids, model.config)
-    val_ids = _check_ids("val_ids", val_ids, model.config)
-    eval_x, eval_y = eval_slice(val_ids, n_ctx, eval_tokens)
+    warmup = default_warmup(schedule_steps) if warmup_steps is None else warmup_steps
+    warmup = positive_int("warmup_steps", warmup)
 
-    warmup = default_warmup(schedule_steps)
+    def lr_at(step: int) -> float:
+        return lr_schedule(step, schedule_steps, peak_lr, warmup, schedule=schedule)
+
+    lr_at(0)  # checks schedule and warmup_steps before any training
     model.to(dev)
     model.train()
-    # fused: one kernel for the whole update (3x faster than the loop on CPU for tiny models).
-    # The first optimizer in a process imports torch._dynamo (seconds): not timed below.
-    optimizer = torch.optim.AdamW(_param_groups(model), lr=peak_lr, betas=BETAS, fused=True)
-    gen = torch.Generator().manual_seed(seed)  # batches: CPU generator, same on any device
-    start = time.perf_counter()
-    curve: list[dict[str, float]] = []
-    loss_sum, loss_n = 0.0, 0
-    eval_s = 0.0
     label = type(model).__name__ if desc is None else desc
     bar = tqdm(total=n_steps, disable=not progress, unit="step", desc=label, mininterval=0.5)
-    try:
-        for step in range(n_steps):
-            lr_now = lr_schedule(step, schedule_steps, peak_lr, warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            x, y = get_batch(train_ids, n_ctx, batch_size, gen)
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            with _autocast(dev):
-                _, loss = model(x, y)  # forward: mean cross-entropy of the next token
-            loss_value = loss.detach().item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"the training loss became {loss_value} at step {step} of {n_steps} "
-                    f"(learning rate {lr_now:.3g}, peak {peak_lr:.3g}); try a smaller lr"
-                )
-            loss.backward()  # backward: gradients of the loss
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP))
-            if not math.isfinite(grad_norm):
-                raise NonFiniteLossError(
-                    f"the gradient norm became {grad_norm} at step {step} of {n_steps} "
-                    f"(learning rate {lr_now:.3g}, peak {peak_lr:.3g}); try a smaller lr"
-                )
-            optimizer.step()  # update the weights
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss_value
-            loss_n += 1
-            bar.update(1)
-            if (step + 1) % eval_every == 0 or step + 1 == n_steps:
-                t0 = time.perf_counter()
-                val = _evaluate(model, eval_x, eval_y, dev, eval_batch)
-                eval_s += time.perf_counter() - t0
-                curve.append(
-                    {
-                        "step": step + 1,
-                        "tokens": (step + 1) * tokens_per_step,
-                        "lr": lr_now,
-                        "train_loss": loss_sum / loss_n,
-                        "val_loss": val,
-                    }
-                )
-                loss_sum, loss_n = 0.0, 0
-                bar.set_postfix(train=f"{curve[-1]['train_loss']:.3f}", val=f"{val:.3f}")
-    finally:
-        bar.close()
-    wall = time.perf_counter() - start
-    model.eval()
-    if not math.isfinite(curve[-1]["val_loss"]):
-        raise NonFiniteLossError(
-            f"the validation loss became {curve[-1]['val_loss']} at step {n_steps} of {n_steps}"
-        )
-    trained = n_steps * tokens_per_step
-    return LoopResult(
-        curve=curve,
-        n_tokens=trained,
-        n_steps=n_steps,
-        schedule_steps=schedule_steps,
-        warmup_steps=warmup,
-        batch_size=batch_size,
-        lr=peak_lr,
-        seed=seed,
-        eval_tokens=int(eval_x.numel()),
-        tokens_per_s=trained / max(wall - eval_s, 1e-9),
-        wall_s=wall,
-        eval_s=eval_s,
-        device=str(dev),
-    )
-
-
-def train(
-    config: GPTConfig,
-    train_ids: np.ndarray | torch.Tensor,
-    val_ids: np.ndarray | torch.Tensor,
-    *,
-    n_tokens: int | float,
-    batch_size: int = 16,
-    lr: float | None = None,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    eval_tokens: int | None = EVAL_TOKENS,
-    eval_every: int | None = None,
-    progress: bool = True,
-    checkpoint_dir: str | Path | None = None,
-) -> TrainResult:
-    """Train a fresh :class:`GPT` of shape ``config`` on ``n_tokens`` tokens; return the result.
-
-    The network is ``GPT(config, seed)``, trained by :func:`train_model` (which see for the
-    recipe: AdamW, warm-up then cosine to 10 % of the peak over exactly ``n_tokens``, the
-    fixed evaluation slice, NaN stop) with batches seeded with the same ``seed``, so on the
-    CPU the same arguments (and the same thread count) give the same losses bit for bit.
-    ``lr`` is the peak learning rate (``None``: :func:`default_lr`). The other arguments are
-    :func:`train_model`'s: ``n_tokens`` and ``eval_tokens`` in tokens, ``eval_every`` in
-    steps (``None``: 8 evaluations per run). ``checkpoint_dir``: write the final model and
-    result there (:func:`save_checkpoint`, safetensors).
-
-    Returns a :class:`TrainResult` (its ``model`` holds the trained network, on the CPU).
-
-    Introduced in: chapters/05_practice.ipynb
-    """
-    if not isinstance(config, GPTConfig):
-        raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
-    seed = non_negative_int("seed", seed)
-    if checkpoint_dir is not None and (
-        not isinstance(checkpoint_dir, (str, Path)) or not str(checkpoint_dir)
-    ):
-        raise ValueError(f"checkpoint_dir must be None or a str/Path, got {checkpoint_dir!r}")
-    n_total, n_non_emb = count_params(config)
-    model = GPT(config, seed=seed)
-    run = train_model(
+    loop = _Loop(
         model,
         train_ids,
-        val_ids,
-        n_tokens=n_tokens,
-        lr=default_lr(config) if lr is None else lr,
+        eval_xy,
+        lr=peak_lr,
         batch_size=batch_size,
         seed=seed,
-        device=device,
-        eval_tokens=eval_tokens,
-        eval_every=eval_every,
-        progress=progress,
-        desc=f"N={n_non_emb:,}",
+        dev=dev,
+        eval_batch=eval_batch,
+        bar=bar,
     )
-    result = TrainResult(
+    eval_at = _eval_steps(n_steps, eval_every)
+    try:
+        loop.run(n_steps, lr_at, set(eval_at), n_steps)
+    finally:
+        bar.close()
+    model.eval()
+    return loop.result(
+        eval_at,
+        schedule_steps=schedule_steps,
+        warmup_steps=warmup,
+        lr=peak_lr,
+        seed=seed,
+        schedule=schedule,
+    )
+
+
+def _train_result(config: GPTConfig, run: LoopResult, model: torch.nn.Module) -> TrainResult:
+    """A :class:`TrainResult` from a GPT's :class:`LoopResult` (its counts, 6·N·D FLOPs)."""
+    n_total, n_non_emb = count_params(config)
+    return TrainResult(
         config=config,
         n_params=n_non_emb,
         n_params_total=n_total,
@@ -685,14 +786,208 @@ def train(
         eval_s=run.eval_s,
         lr=run.lr,
         warmup_steps=run.warmup_steps,
-        seed=seed,
+        seed=run.seed,
         eval_tokens=run.eval_tokens,
         device=run.device,
+        schedule=run.schedule,
+        shared_steps=run.shared_steps,
         model=model.cpu(),  # train_model left it in eval mode
     )
+
+
+def _check_config_and_dir(config: Any, checkpoint_dir: Any) -> None:
+    if not isinstance(config, GPTConfig):
+        raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
+    if checkpoint_dir is not None and (
+        not isinstance(checkpoint_dir, (str, Path)) or not str(checkpoint_dir)
+    ):
+        raise ValueError(f"checkpoint_dir must be None or a str/Path, got {checkpoint_dir!r}")
+
+
+def train(
+    config: GPTConfig,
+    train_ids: np.ndarray | torch.Tensor,
+    val_ids: np.ndarray | torch.Tensor,
+    *,
+    n_tokens: int | float,
+    batch_size: int = 16,
+    lr: float | None = None,
+    seed: int = 0,
+    schedule: str = "cosine",
+    warmup_steps: int | None = None,
+    device: str | torch.device = "cpu",
+    eval_tokens: int | None = EVAL_TOKENS,
+    eval_every: int | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainResult:
+    """Train a fresh :class:`GPT` of shape ``config`` on ``n_tokens`` tokens; return the result.
+
+    The network is ``GPT(config, seed)``, trained by :func:`train_model` (which see for the
+    recipe: AdamW, warm-up then ``schedule``, cosine to 10 % of the peak or WSD, over exactly
+    ``n_tokens``, the fixed evaluation slice, NaN stop) with batches seeded with the same
+    ``seed``, so on the CPU the same arguments (and the same thread count) give the same
+    losses bit for bit. ``lr`` is the peak learning rate (``None``: :func:`default_lr`);
+    ``warmup_steps`` the warm-up (``None``: :func:`default_warmup`). The other arguments are
+    :func:`train_model`'s: ``n_tokens`` and ``eval_tokens`` in tokens, ``eval_every`` in
+    steps (``None``: 8 evaluations per run). ``checkpoint_dir``: write the final model and
+    result there (:func:`save_checkpoint`, safetensors).
+
+    Returns a :class:`TrainResult` (its ``model`` holds the trained network, on the CPU).
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    _check_config_and_dir(config, checkpoint_dir)
+    seed = non_negative_int("seed", seed)
+    model = GPT(config, seed=seed)
+    run = train_model(
+        model,
+        train_ids,
+        val_ids,
+        n_tokens=n_tokens,
+        lr=default_lr(config) if lr is None else lr,
+        batch_size=batch_size,
+        seed=seed,
+        schedule=schedule,
+        warmup_steps=warmup_steps,
+        device=device,
+        eval_tokens=eval_tokens,
+        eval_every=eval_every,
+        progress=progress,
+        desc=f"N={count_params(config)[1]:,}",
+    )
+    result = _train_result(config, run, model)
     if checkpoint_dir is not None:
         save_checkpoint(result, checkpoint_dir)
     return result
+
+
+def train_budgets(
+    config: GPTConfig,
+    train_ids: np.ndarray | torch.Tensor,
+    val_ids: np.ndarray | torch.Tensor,
+    *,
+    budgets: Sequence[int | float],
+    batch_size: int = 16,
+    lr: float | None = None,
+    seed: int = 0,
+    warmup_steps: int | None = None,
+    device: str | torch.device = "cpu",
+    eval_tokens: int | None = EVAL_TOKENS,
+    eval_every: int | None = None,
+    progress: bool = True,
+    on_result: Callable[[int, TrainResult], None] | None = None,
+) -> list[TrainResult]:
+    """Every WSD run of one shape, one per token budget, from a single long run.
+
+    A WSD run (:func:`lr_schedule`, ``schedule="wsd"``) takes the same steps, whatever its
+    budget, until its cool-down starts. So one run to the largest budget is trained, and at
+    each shorter budget's :func:`decay_start` an exact copy of it (weights, AdamW moments,
+    batch generator) branches off and cools down to that budget (Hägele et al. 2024). Each
+    result equals ``train(config, ..., n_tokens=budget, schedule="wsd",
+    warmup_steps=warmup_steps)`` bit for bit on the CPU, curve included, at a fraction of the
+    cost: budgets of 1, 2 and 4 units cost 4 + 0.2 + 0.4 = 4.6 units instead of 7. Its
+    ``shared_steps`` says how many of its steps it shares with the long run.
+
+    ``budgets`` are token budgets (at least one step each, all different); ``warmup_steps``
+    is shared by all (``None``: :func:`default_warmup` of the shortest, which must end before
+    its cool-down). ``on_result(i, result)`` is called as soon as the run of ``budgets[i]``
+    is done (the shorter ones first), e.g. to store it. The other arguments are
+    :func:`train`'s. Returns the results in the order of ``budgets``, each with its model.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    from tqdm import tqdm
+
+    _check_config_and_dir(config, None)
+    if on_result is not None and not callable(on_result):
+        raise ValueError(f"on_result must be None or a function (i, result), got {on_result!r}")
+    seed = non_negative_int("seed", seed)
+    model = GPT(config, seed=seed)
+    peak = default_lr(config) if lr is None else lr
+    model, train_ids, eval_xy, batch_size, peak, seed, dev, eval_every, eval_batch = (
+        _check_loop_args(
+            model,
+            train_ids,
+            val_ids,
+            batch_size,
+            peak,
+            seed,
+            device,
+            eval_tokens,
+            eval_every,
+            None,
+            progress,
+            None,
+        )
+    )
+    tokens_per_step = batch_size * config.n_ctx
+    if isinstance(budgets, (str, bytes)) or not isinstance(budgets, Sequence) or not budgets:
+        raise ValueError(f"budgets must be a non-empty list of token counts, got {budgets!r}")
+    steps = [_check_tokens(f"budgets[{i}]", b) // tokens_per_step for i, b in enumerate(budgets)]
+    if min(steps) < 1 or len(set(steps)) < len(steps):
+        raise ValueError(
+            f"budgets must each be at least one step ({tokens_per_step} tokens) and give "
+            f"different numbers of steps, got {list(budgets)!r} ({steps} steps)"
+        )
+    warmup = default_warmup(min(steps)) if warmup_steps is None else warmup_steps
+    warmup = positive_int("warmup_steps", warmup)
+    lr_schedule(0, min(steps), peak, warmup, schedule="wsd")  # warm-up ends before cool-downs
+
+    def lr_of(n: int):
+        return lambda step: lr_schedule(step, n, peak, warmup, schedule="wsd")
+
+    order = sorted(range(len(steps)), key=steps.__getitem__)
+    longest = order[-1]
+    evals = {i: _eval_steps(steps[i], eval_every) for i in order}
+    trunk_evals = set(evals[longest])  # the long run evaluates for its branches too
+    for i in order[:-1]:
+        trunk_evals.update(e for e in evals[i] if e <= decay_start(steps[i]))
+    cooled = sum(steps[i] - decay_start(steps[i]) for i in order[:-1])
+    label = f"N={count_params(config)[1]:,}, {len(steps)} budgets"
+    bar = tqdm(total=steps[longest] + cooled, disable=not progress, unit="step", desc=label)
+    model.to(dev)
+    model.train()
+    trunk = _Loop(
+        model,
+        train_ids,
+        eval_xy,
+        lr=peak,
+        batch_size=batch_size,
+        seed=seed,
+        dev=dev,
+        eval_batch=eval_batch,
+        bar=bar,
+    )
+    results: list[TrainResult | None] = [None] * len(steps)
+
+    def finish(i: int, loop: _Loop, shared: int) -> None:
+        loop.model.eval()
+        run = loop.result(
+            evals[i],
+            schedule_steps=steps[i],
+            warmup_steps=warmup,
+            lr=peak,
+            seed=seed,
+            schedule="wsd",
+            shared_steps=shared,
+        )
+        results[i] = _train_result(config, run, loop.model)
+        if on_result is not None:
+            on_result(i, results[i])
+
+    try:
+        for i in order[:-1]:
+            start = decay_start(steps[i])
+            trunk.run(start, lr_of(steps[longest]), trunk_evals, steps[longest])
+            branch = trunk.fork()
+            branch.run(steps[i], lr_of(steps[i]), set(evals[i]), steps[i])
+            finish(i, branch, shared=start)
+        trunk.run(steps[longest], lr_of(steps[longest]), trunk_evals, steps[longest])
+        finish(longest, trunk, shared=0)
+    finally:
+        bar.close()
+    return results  # type: ignore[return-value]
 
 
 __all__ = [
@@ -701,11 +996,13 @@ __all__ = [
     "NonFiniteLossError",
     "TrainResult",
     "default_lr",
+    "decay_start",
     "default_warmup",
     "eval_slice",
     "load_checkpoint",
     "lr_schedule",
     "save_checkpoint",
     "train",
+    "train_budgets",
     "train_model",
 ]

@@ -250,6 +250,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
         ),
         "sweep.laptop_design": ex(sweep.laptop_design, vocab_size=86, n_ctx=64, seed=0),
         "sweep.run_sweep": ex(sweep.run_sweep, run=False, **sweep_args),  # trains
+        "train.decay_start": ex(tr.decay_start, n_steps=100),
         "train.default_warmup": ex(tr.default_warmup, n_steps=100),
         "train.eval_slice": ex(tr.eval_slice, val_ids=fx.ids, n_ctx=8, eval_tokens=16),
         "train.lr_schedule": ex(
@@ -262,6 +263,16 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
             train_ids=fx.ids,
             val_ids=fx.ids,
             **loop,
+        ),
+        "train.train_budgets": ex(
+            tr.train_budgets,
+            run=False,  # trains
+            config=fx.config,
+            train_ids=fx.ids,
+            val_ids=fx.ids,
+            budgets=[32, 64],
+            warmup_steps=1,
+            **{k: v for k, v in loop.items() if k != "n_tokens"},
         ),
         "train.train_model": ex(
             tr.train_model,

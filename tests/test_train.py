@@ -17,12 +17,14 @@ from helpers.train import (
     LoopResult,
     NonFiniteLossError,
     TrainResult,
+    decay_start,
     default_lr,
     default_warmup,
     eval_slice,
     load_checkpoint,
     lr_schedule,
     train,
+    train_budgets,
     train_model,
 )
 
@@ -290,3 +292,64 @@ def test_learns_shakespeare(shakespeare) -> None:
     # 150 steps take a character model from ln(86) ≈ 4.45 nats to well under 3.
     assert r.final_val_loss < 3.0
     assert r.eval_tokens == 16_384
+
+
+# ----------------------------------------------------------------------------- WSD budgets
+
+
+def test_wsd_schedule_is_flat_then_cools_down() -> None:
+    n, warm, peak = 100, 10, 0.02
+    lrs = [lr_schedule(s, n, peak, warm, schedule="wsd") for s in range(n)]
+    start = decay_start(n)
+    assert start == 80  # the last 20 % cool down
+    assert lrs[warm - 1 : start + 1] == [peak] * (start - warm + 2)  # flat until the cool-down
+    cool = np.array(lrs[start:])
+    assert np.all(np.diff(cool) < 0) and cool[-1] > 0
+    assert cool[5] == pytest.approx(peak * (1 - math.sqrt(5 / 20)))  # the 1 - sqrt shape
+    # the same steps whatever the budget, until a budget's cool-down starts
+    longer = [lr_schedule(s, 4 * n, peak, warm, schedule="wsd") for s in range(start)]
+    assert longer == lrs[:start]
+    with pytest.raises(ValueError, match="schedule"):
+        lr_schedule(0, n, peak, warm, schedule="linear")
+    with pytest.raises(ValueError, match="warmup_steps"):
+        lr_schedule(0, n, peak, 90, schedule="wsd")
+
+
+def test_train_budgets_equals_separate_wsd_runs_bit_for_bit(ids) -> None:
+    budgets = [64 * 20, 64 * 80, 64 * 40]  # 20, 80 and 40 steps, in any order
+    args = dict(batch_size=B, eval_tokens=512, progress=False, seed=3)
+    seen = []
+    runs = train_budgets(
+        CONFIG, *ids, budgets=budgets, on_result=lambda i, r: seen.append(i), **args
+    )
+    assert seen == [0, 2, 1]  # the shortest first, the long run last
+    warmup = default_warmup(20)
+    for budget, run in zip(budgets, runs, strict=True):
+        alone = train(CONFIG, *ids, n_tokens=budget, schedule="wsd", warmup_steps=warmup, **args)
+        assert run.curve == alone.curve  # every evaluation, training loss and learning rate
+        assert run.final_val_loss == alone.final_val_loss
+        for p, q in zip(run.model.parameters(), alone.model.parameters(), strict=True):
+            assert torch.equal(p, q)
+        assert run.schedule == "wsd" and run.warmup_steps == warmup
+    assert [r.shared_steps for r in runs] == [decay_start(20), 0, decay_start(40)]
+    # a WSD run differs from the cosine run of the same budget
+    assert runs[0].final_val_loss != _run(ids, n_tokens=64 * 20, seed=3).final_val_loss
+
+
+def test_train_budgets_bad_input_names_the_argument(ids) -> None:
+    args = dict(batch_size=B, eval_tokens=512, progress=False)
+    for budgets in ([], [64 * 20, 64 * 20 + 5], "100", [10]):
+        with pytest.raises(ValueError, match="budgets"):
+            train_budgets(CONFIG, *ids, budgets=budgets, **args)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train_budgets(CONFIG, *ids, budgets=[64 * 20, 64 * 40], warmup_steps=17, **args)
+    with pytest.raises(ValueError, match="on_result"):
+        train_budgets(CONFIG, *ids, budgets=[64 * 20], on_result=3, **args)
+
+
+def test_old_results_without_the_new_fields_still_load(ids) -> None:
+    data = _run(ids).to_dict()
+    for name in ("schedule", "shared_steps"):
+        del data[name]
+    back = TrainResult.from_dict(data)
+    assert back.schedule == "cosine" and back.shared_steps == 0

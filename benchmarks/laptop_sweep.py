@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -46,6 +47,10 @@ import numpy as np
 from helpers import data, fit, sweep
 from helpers._parallel import mp_context, usable_cores
 from helpers.compute import flops_per_token
+from helpers.train import SCHEDULES
+
+#: The schedule laptop_design uses by default.
+DEFAULT_SCHEDULE = inspect.signature(sweep.laptop_design).parameters["schedule"].default
 
 #: Where the results go by default: several seeds to the file chapter 5 reads, one seed to
 #: a file of its own (so that a quick one-seed timing run leaves the chapter's file alone).
@@ -79,15 +84,20 @@ def matmul_peak(workers: int, seconds: float = 3.0) -> float:
         return sum(pool.map(_one_core_matmul_rate, [seconds] * workers))
 
 
-def exact_flops(specs: list) -> float:
+def exact_flops(specs: list, shared_steps: list[int] | None = None) -> float:
     """Training FLOPs of ``specs`` counted exactly for each shape (attention and output
-    layer included: ``flops_per_token(mode="train")``), not 6·N·D."""
-    return sum(flops_per_token(s.config, mode="train") * s.n_tokens for s in specs)
+    layer included: ``flops_per_token(mode="train")``), not 6·N·D; the steps a WSD branch
+    shares with its long run (``shared_steps``) are not trained twice, so not counted."""
+    shared = shared_steps or [0] * len(specs)
+    return sum(
+        flops_per_token(s.config, mode="train") * (s.n_steps - k) * s.batch_size * s.config.n_ctx
+        for s, k in zip(specs, shared, strict=True)
+    )
 
 
-def measure(seed: int, cache: str, workers: int | None, plateau: float) -> dict:
+def measure(seed: int, cache: str, workers: int | None, plateau: float, schedule: str) -> dict:
     """Train (or read) one seed's sweep, fit it, and return its results (also printed)."""
-    specs = sweep.laptop_design(seed=seed)
+    specs = sweep.laptop_design(seed=seed, schedule=schedule)
     held = sweep.holdout(sweep.design_table(specs))
     t0 = time.perf_counter()
     runs = sweep.run_sweep(specs, cache_dir=cache, workers=workers, keep_models=True)
@@ -125,13 +135,16 @@ def measure(seed: int, cache: str, workers: int | None, plateau: float) -> dict:
     print(f"  L(N), largest model held out: median error {np.median(n_err):+.2%}")
 
     point = lambda r: {"N": int(r.N), "N_total": int(r.N_total), "D": int(r.D)}  # noqa: E731
-    trained = [spec for spec, cached in zip(specs, runs.cached, strict=True) if not cached]
+    fresh = ~runs.cached.to_numpy()
+    trained = [spec for spec, new in zip(specs, fresh, strict=True) if new]
+    shared = [int(k) for k, new in zip(runs.shared_steps, fresh, strict=True) if new]
     return {
         "seed": seed,
+        "schedule": schedule,
         "sweep_wall_s": wall,
         "cached": int(runs.cached.sum()),
-        "exact_flops_trained": exact_flops(trained),  # the runs this invocation trained
-        "train_s": float(runs.wall_s.sum()),  # each run's own training time, summed
+        "exact_flops_trained": exact_flops(trained, shared),  # what this invocation trained
+        "train_s": float(runs.wall_s.sum()),  # each run's own time (a branch's shared too)
         "runs": [
             point(r) | {"loss": float(r.loss), "wall_s": float(r.wall_s)} for r in runs.itertuples()
         ],
@@ -237,6 +250,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     parser.add_argument("--seed", type=int, default=0, help="one seed (default 0)")
     parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=DEFAULT_SCHEDULE,
+        help=f"learning-rate schedule of the design (default {DEFAULT_SCHEDULE})",
+    )
+    parser.add_argument(
         "--seeds", nargs="+", help="several seeds, e.g. 0 1 2 or 0-7 (overrides --seed)"
     )
     parser.add_argument(
@@ -253,7 +272,7 @@ def main() -> None:
     if len(set(seeds)) != len(seeds):
         parser.error(f"--seeds must be distinct, got {seeds}")
 
-    table = sweep.design_table(sweep.laptop_design())
+    table = sweep.design_table(sweep.laptop_design(schedule=args.schedule))
     budgets = sorted(int(d) for d in table.D.unique())
     print(
         f"design: {len(table)} runs, {table.N.nunique()} sizes ({table.N.min():,}–"
@@ -266,7 +285,7 @@ def main() -> None:
     cache = args.cache or tempfile.mkdtemp(prefix="laptop-sweep-")
     workers = args.workers or usable_cores()
     peak = matmul_peak(workers)  # measured in this run, before the sweep loads the cores
-    per_seed = [measure(s, cache, args.workers, plateau) for s in seeds]
+    per_seed = [measure(s, cache, args.workers, plateau, args.schedule) for s in seeds]
     wall = sum(r["sweep_wall_s"] for r in per_seed)
     flops = sum(r["exact_flops_trained"] for r in per_seed)
     import torch
@@ -293,8 +312,11 @@ def main() -> None:
         "seeds": per_seed,
         "seed_spread": seed_spread(per_seed) if len(seeds) > 1 else None,
     }
+    tag = "" if args.schedule == DEFAULT_SCHEDULE else f"_{args.schedule}"
     out = args.out or (
-        SEEDS_FILE if len(seeds) > 1 else RESULTS / f"laptop_sweep_seed{seeds[0]}.json"
+        RESULTS / f"laptop_sweep{tag}.json"
+        if len(seeds) > 1
+        else RESULTS / f"laptop_sweep{tag}_seed{seeds[0]}.json"
     )
     write_json(out, payload)
     print(f"results written to {out}")

@@ -43,12 +43,17 @@ from .model import GPTConfig, count_params
 from .train import (
     CODE_VERSION,
     EVAL_TOKENS,
+    SCHEDULES,
     NonFiniteLossError,
     TrainResult,
+    decay_start,
     default_lr,
+    default_warmup,
     load_checkpoint,
+    lr_schedule,
     save_checkpoint,
     train,
+    train_budgets,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +90,11 @@ class RunSpec:
 
     ``n_tokens`` is a whole number of steps (n_steps · batch_size · n_ctx tokens); ``lr`` is
     the peak learning rate; ``eval_tokens`` the size of the fixed validation slice (tokens);
-    ``eval_every`` steps between evaluations (``None``: 8 per run).
+    ``eval_every`` steps between evaluations (``None``: 8 per run); ``schedule`` the
+    learning-rate schedule (:func:`helpers.train.lr_schedule`: ``"cosine"`` or ``"wsd"``);
+    ``warmup`` its warm-up in steps (``None``: :func:`helpers.train.default_warmup`).
+    :func:`run_sweep` trains WSD runs that differ only in ``n_tokens`` and share a warm-up as
+    one long run with branches (:func:`helpers.train.train_budgets`).
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -97,6 +106,8 @@ class RunSpec:
     seed: int = 0
     eval_tokens: int = EVAL_TOKENS
     eval_every: int | None = None
+    schedule: str = "cosine"
+    warmup: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, GPTConfig):
@@ -108,6 +119,22 @@ class RunSpec:
         object.__setattr__(self, "seed", non_negative_int("seed", self.seed))
         lr = default_lr(self.config) if self.lr is None else positive("lr", self.lr)
         object.__setattr__(self, "lr", lr)
+        one_of("schedule", self.schedule, SCHEDULES)
+        if self.warmup is not None:
+            object.__setattr__(self, "warmup", positive_int("warmup", self.warmup))
+        if self.n_steps >= 1:  # warm-up must end in time (run_sweep rejects 0 steps)
+            try:
+                lr_schedule(0, self.n_steps, lr, self.warmup_steps, schedule=self.schedule)
+            except ValueError as err:
+                raise ValueError(f"warmup: {err}") from None
+
+    @property
+    def warmup_steps(self) -> int:
+        """The warm-up in steps: ``warmup``, or :func:`helpers.train.default_warmup`.
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        return default_warmup(self.n_steps) if self.warmup is None else self.warmup
 
     @property
     def n_steps(self) -> int:
@@ -188,8 +215,18 @@ def _make_specs(
     eval_tokens: int,
     min_steps: int,
     too_few_steps: str,
+    schedule: str = "cosine",
 ) -> list[RunSpec]:
-    """Specs for (config, requested tokens, label) pairs; apply the minimum-steps rule."""
+    """Specs for (config, requested tokens, label) pairs; apply the minimum-steps rule.
+
+    With ``schedule="wsd"`` every run of a shape warms up as the shortest run of that shape
+    would (:func:`helpers.train.default_warmup`), so that all of them share one long run."""
+    one_of("schedule", schedule, SCHEDULES)
+    shortest: dict[GPTConfig, int] = {}
+    for config, tokens, _ in pairs:
+        steps = tokens // (batch_size * config.n_ctx)
+        if steps >= (1 if too_few_steps == "allow" else min_steps):
+            shortest[config] = min(steps, shortest.get(config, steps))
     specs, short = [], []
     for config, tokens, label in pairs:
         peak_lr = _resolve_lr(lr, config)
@@ -208,6 +245,8 @@ def _make_specs(
                     lr=peak_lr,
                     seed=seed,
                     eval_tokens=eval_tokens,
+                    schedule=schedule,
+                    warmup=default_warmup(shortest[config]) if schedule == "wsd" else None,
                 )
             )
     if short and too_few_steps == "raise":
@@ -248,6 +287,7 @@ def grid_design(
     eval_tokens: int = EVAL_TOKENS,
     min_steps: int = MIN_STEPS,
     too_few_steps: str = "raise",
+    schedule: str = "cosine",
 ) -> list[RunSpec]:
     """Every model shape in ``configs`` × every token budget in ``budgets`` (× every seed).
 
@@ -255,7 +295,9 @@ def grid_design(
     of n_ctx tokens. ``lr``: peak learning rate, ``None`` for :func:`helpers.train.default_lr`
     of each shape, or a function of the config. A run with fewer than ``min_steps`` steps
     raises ValueError unless ``too_few_steps`` is ``"drop"`` (leave it out) or ``"allow"``
-    (keep it). Returns the runs as :class:`RunSpec`; :func:`design_table` shows them.
+    (keep it). ``schedule``: ``"cosine"`` (each run on its own) or ``"wsd"`` (each shape's
+    runs warm up alike and share one long run, :func:`helpers.train.train_budgets`).
+    Returns the runs as :class:`RunSpec`; :func:`design_table` shows them.
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -275,6 +317,7 @@ def grid_design(
         eval_tokens=eval_tokens,
         min_steps=min_steps,
         too_few_steps=too_few_steps,
+        schedule=schedule,
     )
 
 
@@ -289,6 +332,7 @@ def isoflop_design(
     eval_tokens: int = EVAL_TOKENS,
     min_steps: int = MIN_STEPS,
     too_few_steps: str = "raise",
+    schedule: str = "cosine",
 ) -> list[RunSpec]:
     """An IsoFLOP design: for each compute budget C (FLOPs), each shape trains on C / (6·N).
 
@@ -321,6 +365,7 @@ def isoflop_design(
         eval_tokens=eval_tokens,
         min_steps=min_steps,
         too_few_steps=too_few_steps,
+        schedule=schedule,
     )
 
 
@@ -358,6 +403,7 @@ def _spec_columns(spec: RunSpec) -> dict[str, Any]:
         "batch_size": spec.batch_size,
         "lr": spec.lr,
         "seed": spec.seed,
+        "schedule": spec.schedule,
     }
 
 
@@ -401,7 +447,8 @@ def _tokenizer_id(tokenizer: PreTrainedTokenizerFast) -> str:
 
 def run_key(spec: RunSpec, corpus_id: str, tokenizer_id: str) -> str:
     """The cache key of a run: SHA-256 (hex) of the code version, corpus and tokenizer
-    identities and every field of ``spec``.
+    identities and every field of ``spec`` (``schedule`` and ``warmup``, added later, only
+    when they are not their defaults, so that older entries keep their keys).
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -411,7 +458,11 @@ def run_key(spec: RunSpec, corpus_id: str, tokenizer_id: str) -> str:
         "code_version": CODE_VERSION,
         "corpus": str(corpus_id),
         "tokenizer": str(tokenizer_id),
-        "spec": spec.to_dict(),
+        "spec": {
+            k: v
+            for k, v in spec.to_dict().items()
+            if not (k == "schedule" and v == "cosine") and not (k == "warmup" and v is None)
+        },
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -509,45 +560,92 @@ def load_model(key: str, cache_dir: str | Path | None = None) -> GPT:
 # ----------------------------------------------------------------------------- running
 
 
-def _train_and_store(
-    spec_dict: dict[str, Any],
-    train_ids: np.ndarray | str,
-    val_ids: np.ndarray | str,
-    path: str,
-    header: dict[str, Any],
-    model_dir: str | None = None,
-    write_entry: bool = True,
+def _store(
+    result: TrainResult, path: str, header: dict[str, Any], model_dir: str | None, write: bool
 ) -> dict[str, Any]:
-    """Train one run and write its cache entry atomically; return the entry (or an error).
-
-    With ``model_dir``, the model's checkpoint is written there first, so that an entry
-    written with weights requested always has them; ``write_entry=False`` keeps an existing
-    entry (a run trained again only for its weights)."""
-    if isinstance(train_ids, str):  # in a worker process: map the cached token files
-        train_ids = np.load(train_ids, mmap_mode="r", allow_pickle=False)
-        val_ids = np.load(val_ids, mmap_mode="r", allow_pickle=False)
-    spec = RunSpec.from_dict(spec_dict)
-    try:
-        result = train(
-            spec.config,
-            train_ids,
-            val_ids,
-            n_tokens=spec.n_tokens,
-            batch_size=spec.batch_size,
-            lr=spec.lr,
-            seed=spec.seed,
-            eval_tokens=spec.eval_tokens,
-            eval_every=spec.eval_every,
-            progress=False,
-        )
-    except NonFiniteLossError as err:  # a diverged run is a result to report, not a crash
-        return {**header, "error": str(err)}
+    """Write a finished run: its checkpoint first (if asked), then its entry, atomically."""
     if model_dir is not None:
         save_checkpoint(result, model_dir)
     entry = {**header, "result": result.to_dict(), "torch": _torch_version()}
-    if write_entry:
+    if write:
         _atomic_write_bytes(Path(path), json.dumps(entry, indent=1).encode("utf-8"))
     return entry
+
+
+def _train_and_store(
+    jobs: list[tuple[dict[str, Any], str, dict[str, Any], str | None, bool]],
+    train_ids: np.ndarray | str,
+    val_ids: np.ndarray | str,
+) -> list[dict[str, Any]]:
+    """Train one run, or one WSD family, storing each run as soon as it is done.
+
+    ``jobs`` holds, per run, ``(spec dict, entry path, entry header, model folder or None,
+    write the entry?)``. With ``model_dir`` the model's checkpoint is written first, so
+    that an entry written with weights requested always has them; ``write=False`` keeps an
+    existing entry (a run trained again only for its weights). Several jobs are the WSD runs
+    of one shape, trained as one long run with branches (:func:`train_budgets`). Returns
+    the entries, a diverged run's as its header with an ``error``."""
+    if isinstance(train_ids, str):  # in a worker process: map the cached token files
+        train_ids = np.load(train_ids, mmap_mode="r", allow_pickle=False)
+        val_ids = np.load(val_ids, mmap_mode="r", allow_pickle=False)
+    specs = [RunSpec.from_dict(job[0]) for job in jobs]
+    spec = specs[0]
+    entries: list[dict[str, Any] | None] = [None] * len(jobs)
+
+    def store(i: int, result: TrainResult) -> None:
+        entries[i] = _store(result, *jobs[i][1:])
+
+    args = dict(batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, progress=False)
+    args.update(eval_tokens=spec.eval_tokens, eval_every=spec.eval_every)
+    try:
+        if spec.schedule == "wsd":
+            budgets = [s.n_tokens for s in specs]
+            train_budgets(
+                spec.config,
+                train_ids,
+                val_ids,
+                budgets=budgets,
+                warmup_steps=spec.warmup_steps,
+                on_result=store,
+                **args,
+            )
+        else:
+            result = train(
+                spec.config,
+                train_ids,
+                val_ids,
+                n_tokens=spec.n_tokens,
+                warmup_steps=spec.warmup,
+                **args,
+            )
+            store(0, result)
+    except NonFiniteLossError as err:  # a diverged run is a result to report, not a crash
+        for i, entry in enumerate(entries):
+            if entry is None:
+                entries[i] = {**jobs[i][2], "error": str(err)}
+    return entries  # type: ignore[return-value]
+
+
+def _families(todo: dict[str, tuple[RunSpec, str]]) -> list[list[str]]:
+    """The keys to train, grouped: one group per cosine run, one per WSD family (runs that
+    differ only in their budget, on the same corpus, with the same warm-up)."""
+    groups: dict[str, list[str]] = {}
+    for key, (spec, corpus_id) in todo.items():
+        if spec.schedule != "wsd":
+            groups[key] = [key]
+            continue
+        shape = {**spec.to_dict(), "n_tokens": None, "warmup": spec.warmup_steps}
+        family = json.dumps([shape, corpus_id], sort_keys=True)
+        groups.setdefault(family, []).append(key)
+    return list(groups.values())
+
+
+def _family_s(specs: list[RunSpec]) -> float:
+    """Estimated seconds of a group: its WSD branches cost only their cool-downs."""
+    longest = max(specs, key=lambda s: s.n_steps)
+    cool = [s.n_steps - decay_start(s.n_steps) for s in specs if s is not longest]
+    per_step = _estimated_s(longest) / longest.n_steps
+    return _estimated_s(longest) + per_step * sum(cool)
 
 
 def _torch_version() -> str:
@@ -644,11 +742,14 @@ def run_sweep(
 
     Runs go to ``workers`` processes (default: the cores this process may use), each
     single-threaded (on 2 cores, two 1-thread runs side by side beat one run on 2 threads),
-    longest run first; with one worker (or one run to train) they train in this process,
-    also single-threaded. Workers start with the ``"forkserver"`` method where the platform
-    has it (a server process imports PyTorch once, ≈ 5 s, and later sweeps start at once),
-    else ``"spawn"``; either way a *script* must call ``run_sweep`` under
-    ``if __name__ == "__main__":`` (notebooks need nothing). Every finished run is written
+    longest run first (WSD runs that differ only in their budget train as one job: one long
+    run, each shorter budget branched off at its cool-down,
+    :func:`helpers.train.train_budgets`, each stored as soon as it is done); with one
+    worker (or one run to train) they train in this process, also single-threaded.
+    Workers start with the ``"forkserver"`` method where the platform has it (a server
+    process imports PyTorch once, ≈ 5 s, and later sweeps start at once), else ``"spawn"``;
+    either way a *script* must call ``run_sweep`` under ``if __name__ == "__main__":``
+    (notebooks need nothing). Every finished run is written
     atomically to ``cache_dir`` (default ``helpers.data.cache_dir()/runs``) as
     ``<key>.json``, so a repeated or interrupted sweep trains only what is missing; a
     damaged entry is reported with a warning and trained again. After an interrupt (Ctrl-C),
@@ -667,10 +768,11 @@ def run_sweep(
     new loss differs from it, which single-threaded CPU runs do not).
 
     Columns: n_layer, d_model, n_head, n_ctx, vocab_size, N (non-embedding), N_total, D
-    (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, loss
+    (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, schedule, loss
     (final validation loss, nats per token), tokens_per_s, wall_s (seconds), cached (True if
-    read from the cache), key (for :func:`load_run` and :func:`load_model`), error (the
-    message of a diverged run, missing otherwise).
+    read from the cache), key (for :func:`load_run` and :func:`load_model`), shared_steps
+    (steps a WSD branch shares with its family's long run, 0 otherwise; ``wall_s`` counts
+    them), error (the message of a diverged run, missing otherwise).
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -723,20 +825,27 @@ def run_sweep(
         else:
             entries[key] = entry
             cached.add(key)
-    order = sorted(todo, key=lambda k: _estimated_s(todo[k][0]), reverse=True)
+    groups = _families(todo)
+    order = sorted(groups, key=lambda g: _family_s([todo[k][0] for k in g]), reverse=True)
 
-    def task(key: str) -> tuple:
-        spec, corpus_id = todo[key]
-        header = {
-            "format": CACHE_FORMAT,
-            "key": key,
-            "code_version": CODE_VERSION,
-            "corpus": corpus_id,
-            "tokenizer": tokenizer_id,
-            "spec": spec.to_dict(),
-        }
-        model_dir = str(folder / key) if keep_models else None
-        return spec.to_dict(), corpus_id, str(folder / f"{key}.json"), header, model_dir
+    def task(group: list[str]) -> tuple[list[tuple], str]:
+        """The jobs of a group for _train_and_store, and their corpus."""
+        jobs = []
+        for key in group:
+            spec, corpus_id = todo[key]
+            header = {
+                "format": CACHE_FORMAT,
+                "key": key,
+                "code_version": CODE_VERSION,
+                "corpus": corpus_id,
+                "tokenizer": tokenizer_id,
+                "spec": spec.to_dict(),
+            }
+            model_dir = str(folder / key) if keep_models else None
+            jobs.append(
+                (spec.to_dict(), str(folder / f"{key}.json"), header, model_dir, key not in kept)
+            )
+        return jobs, todo[group[0]][1]
 
     n_unique = len(entries) + len(todo)
     bar = tqdm(total=n_unique, initial=len(entries), disable=not progress, unit="run", desc="runs")
@@ -760,13 +869,10 @@ def run_sweep(
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                for key in order:
-                    spec_dict, corpus_id, path, header, model_dir = task(key)
-                    train_ids, val_ids = splits[corpus_id]
-                    entry = _train_and_store(
-                        spec_dict, train_ids, val_ids, path, header, model_dir, key not in kept
-                    )
-                    done(entry)
+                for group in order:
+                    jobs, corpus_id = task(group)
+                    for entry in _train_and_store(jobs, *splits[corpus_id]):
+                        done(entry)
             finally:
                 torch.set_num_threads(threads)
         elif n_workers > 1:
@@ -783,12 +889,12 @@ def run_sweep(
             )
             try:
                 futures = []
-                for key in order:
-                    spec_dict, corpus_id, path, header, model_dir = task(key)
-                    args = (*data[corpus_id], path, header, model_dir, key not in kept)
-                    futures.append(pool.submit(_train_and_store, spec_dict, *args))
+                for group in order:
+                    jobs, corpus_id = task(group)
+                    futures.append(pool.submit(_train_and_store, jobs, *data[corpus_id]))
                 for future in cf.as_completed(futures):
-                    done(future.result())
+                    for entry in future.result():
+                        done(entry)
             except BrokenProcessPool as err:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise RuntimeError(
@@ -820,10 +926,11 @@ def run_sweep(
                 loss=r["final_val_loss"],
                 tokens_per_s=r["tokens_per_s"],
                 wall_s=r["wall_s"],
+                shared_steps=r.get("shared_steps", 0),
                 error=None,
             )
         else:
-            row.update(loss=math.nan, tokens_per_s=math.nan, wall_s=math.nan)
+            row.update(loss=math.nan, tokens_per_s=math.nan, wall_s=math.nan, shared_steps=0)
             row["error"] = entry["error"]
             failed.append(entry["error"])
         row.update(cached=key in cached, key=key)
@@ -882,13 +989,17 @@ LAPTOP_STEPS = (1000, 2000, 4000)
 LAPTOP_BATCH = 16
 
 
-def laptop_design(*, vocab_size: int = 86, n_ctx: int = 64, seed: int = 0) -> list[RunSpec]:
+def laptop_design(
+    *, vocab_size: int = 86, n_ctx: int = 64, seed: int = 0, schedule: str = "cosine"
+) -> list[RunSpec]:
     """The course's default scaling study: 6 model sizes × 3 token budgets on one laptop.
 
     Sizes are :data:`LAPTOP_SHAPES` (non-embedding N from 3.8 k to 126 k); budgets are
     :data:`LAPTOP_STEPS` optimizer steps of :data:`LAPTOP_BATCH` sequences of ``n_ctx``
     characters (1 M to 4 M tokens), so every run takes at least 1,000 steps. The learning
-    rate is :func:`helpers.train.default_lr` of each shape. ``vocab_size`` must fit the
+    rate is :func:`helpers.train.default_lr` of each shape; ``schedule`` is ``"cosine"``
+    (each run on its own) or ``"wsd"`` (each size's three budgets from one long run with
+    cool-downs: 4.6 units of training per size instead of 7). ``vocab_size`` must fit the
     tokenizer (86 for the character tokenizer).
 
     Introduced in: chapters/05_practice.ipynb
@@ -899,7 +1010,9 @@ def laptop_design(*, vocab_size: int = 86, n_ctx: int = 64, seed: int = 0) -> li
         for n_layer, d, heads in LAPTOP_SHAPES
     ]
     budgets = [steps * LAPTOP_BATCH * n_ctx for steps in LAPTOP_STEPS]
-    return grid_design(configs, budgets, batch_size=LAPTOP_BATCH, seeds=seed, min_steps=1000)
+    return grid_design(
+        configs, budgets, batch_size=LAPTOP_BATCH, seeds=seed, min_steps=1000, schedule=schedule
+    )
 
 
 def holdout(table: pd.DataFrame, *, compute_fraction: float = 0.25) -> pd.Series:

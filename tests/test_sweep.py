@@ -29,7 +29,7 @@ from helpers.sweep import (
     load_run,
     run_sweep,
 )
-from helpers.train import NonFiniteLossError, default_lr, train
+from helpers.train import NonFiniteLossError, default_lr, default_warmup, train
 
 SMALL = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=16, n_head=1)
 WIDER = GPTConfig(vocab_size=32, n_ctx=16, n_layer=1, d_model=32, n_head=2)
@@ -127,7 +127,8 @@ def test_second_sweep_trains_nothing(corpus, tmp_path, count_trainings) -> None:
     first = _sweep(corpus, specs, tmp_path)
     assert count_trainings["runs"] == 6 and not first.cached.any()
     assert len(list(tmp_path.glob("*.json"))) == 6
-    assert list(first.columns[-6:]) == ["loss", "tokens_per_s", "wall_s", "cached", "key", "error"]
+    tail = ["loss", "tokens_per_s", "wall_s", "shared_steps", "cached", "key", "error"]
+    assert list(first.columns[-7:]) == tail
     assert np.all(first.loss < math.log(31))  # they learned something
     assert first.loss.nunique() == 6
 
@@ -239,8 +240,11 @@ def test_workers_stop_when_the_sweep_is_killed(corpus, tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen(
         [sys.executable, str(tmp_path / "sweep_job.py"), str(job)],
-        cwd=root, env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         workers = [int(pid) for pid in proc.stdout.readline().split()]
         assert len(workers) == 2, "the sweep did not start two workers"
@@ -256,12 +260,80 @@ def test_workers_stop_when_the_sweep_is_killed(corpus, tmp_path) -> None:
 
 
 def test_workers_give_the_same_numbers(corpus, tmp_path) -> None:
-    specs = _specs(steps=(30, 40))
+    specs = _specs(steps=(30, 40)) + _wsd_specs(steps=(20, 40))
     alone = _sweep(corpus, specs, tmp_path / "one")
     pooled = run_sweep(specs, corpus=corpus, cache_dir=tmp_path / "two", workers=2, progress=False)
     assert not pooled.cached.any()
     assert pooled.loss.tolist() == alone.loss.tolist()  # single-threaded anywhere: bit for bit
-    assert len(list((tmp_path / "two").glob("*.json"))) == 2
+    assert len(list((tmp_path / "two").glob("*.json"))) == 4
+
+
+# ----------------------------------------------------------------------------- WSD families
+
+
+def _wsd_specs(steps=(20, 40, 80), seeds=(0,)) -> list[RunSpec]:
+    budgets = [s * B * SMALL.n_ctx for s in steps]
+    return grid_design(
+        [SMALL], budgets, batch_size=B, seeds=seeds, eval_tokens=256, min_steps=1, schedule="wsd"
+    )
+
+
+def test_wsd_sweep_gives_each_budget_its_own_run_and_resumes(corpus, tmp_path) -> None:
+    specs = _wsd_specs()
+    assert {s.warmup for s in specs} == {default_warmup(20)}  # the shortest run's warm-up
+    df = _sweep(corpus, specs, tmp_path)
+    assert df.schedule.tolist() == ["wsd"] * 3
+    tok = data.char_tokenizer(corpus)
+    splits = data.tokenized_splits(corpus, tok)
+    for spec, loss in zip(specs, df.loss, strict=True):
+        alone = train(
+            spec.config,
+            *splits,
+            n_tokens=spec.n_tokens,
+            batch_size=B,
+            lr=spec.lr,
+            eval_tokens=256,
+            schedule="wsd",
+            warmup_steps=spec.warmup,
+            progress=False,
+        )
+        assert alone.final_val_loss == loss  # a branch is the run it stands for, bit for bit
+    shared = [load_run(k, tmp_path).shared_steps for k in df.key]
+    assert shared == [16, 32, 0]
+    # a lost entry, long or short, is trained again with the same number; the rest are read
+    for lost in (2, 0):
+        (tmp_path / f"{df.key.iloc[lost]}.json").unlink()
+        again = _sweep(corpus, specs, tmp_path)
+        assert again.cached.tolist() == [i != lost for i in range(3)]
+        assert again.loss.tolist() == df.loss.tolist()
+    # other seeds, and the same budgets with cosine, are other runs
+    cosine = _specs(steps=(20, 40, 80))
+    assert not {s for s in cosine} & set(specs)
+    both = _sweep(corpus, specs + _wsd_specs(seeds=(1,)), tmp_path)
+    assert both.cached.tolist() == [True] * 3 + [False] * 3
+
+
+def test_wsd_family_diverging_reports_every_unfinished_run(corpus, tmp_path, monkeypatch) -> None:
+    def diverge(*args, on_result, budgets, **kwargs):
+        raise NonFiniteLossError("the training loss became nan at step 7 of 80")
+
+    monkeypatch.setattr(sweep, "train_budgets", diverge)
+    with pytest.warns(UserWarning, match="3 run"):
+        df = _sweep(corpus, _wsd_specs(), tmp_path)
+    assert df.loss.isna().all() and df.error.str.contains("step 7").all()
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_cosine_keys_are_those_of_entries_written_before_schedules_existed() -> None:
+    import hashlib
+
+    spec = _specs()[0]
+    old = {k: v for k, v in spec.to_dict().items() if k not in ("schedule", "warmup")}
+    payload = {"code_version": sweep.CODE_VERSION, "corpus": "c", "tokenizer": "t", "spec": old}
+    want = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+    assert sweep.run_key(spec, "c", "t") == want
+    wsd = dataclasses.replace(spec, schedule="wsd")
+    assert sweep.run_key(wsd, "c", "t") != want
 
 
 # ----------------------------------------------------------------------------- kept models
@@ -284,8 +356,16 @@ def test_kept_models_round_trip_and_are_not_trained_twice(
     )
     s = specs[1]
     ids = data.tokenized_splits(corpus, data.char_tokenizer(corpus))
-    direct = train(s.config, *ids, n_tokens=s.n_tokens, batch_size=s.batch_size, lr=s.lr,
-                   seed=s.seed, eval_tokens=s.eval_tokens, progress=False)  # fmt: skip
+    direct = train(
+        s.config,
+        *ids,
+        n_tokens=s.n_tokens,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        seed=s.seed,
+        eval_tokens=s.eval_tokens,
+        progress=False,
+    )
     model = load_model(first.key.iloc[1], tmp_path)
     assert model.lm_head.weight is model.transformer.wte.weight  # still tied after loading
     assert torch.equal(_logits(model, corpus), _logits(direct.model, corpus))

@@ -19,18 +19,20 @@ and, with two seeds or more, the seed-to-seed spread of each design point's loss
 standard deviation across seeds). Everything goes to ``--out`` (JSON, written atomically)
 with the command line, date, PyTorch version and machine: by default, several seeds to
 ``results/laptop_sweep.json``, which chapter 5 reads, one seed to
-``results/laptop_sweep_seed<S>.json``. The last line printed is the speed of the whole
+``results/laptop_sweep_seed<S>.json`` (a schedule other than the design's default, or a
+``--warmup``, adds ``_<schedule>`` or ``_warmup<W>`` before ``_seed``/``.json``). The last line printed is the speed of the whole
 invocation: wall time of the sweeps, exact training FLOPs of the runs it trained (not 6·N·D;
 cached runs count for neither), the matmul peak of as many single-thread processes as the
 sweep has workers, measured in the same run, and the ratio FLOPs / wall / peak.
 
 Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K]
-        [--seeds 0-7 | --seeds S ...] [--out FILE]
+        [--seeds 0-7 | --seeds S ...] [--schedule cosine|wsd] [--warmup STEPS] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import inspect
 import json
@@ -95,9 +97,19 @@ def exact_flops(specs: list, shared_steps: list[int] | None = None) -> float:
     )
 
 
-def measure(seed: int, cache: str, workers: int | None, plateau: float, schedule: str) -> dict:
-    """Train (or read) one seed's sweep, fit it, and return its results (also printed)."""
+def design(seed: int, schedule: str, warmup: int | None) -> list:
+    """The laptop design for one seed and schedule; ``warmup`` (steps) replaces every run's
+    warm-up if given (the design's own rule otherwise)."""
     specs = sweep.laptop_design(seed=seed, schedule=schedule)
+    if warmup is not None:
+        specs = [dataclasses.replace(s, warmup=warmup) for s in specs]
+    return specs
+
+
+def measure(seed: int, cache: str, workers: int | None, plateau: float, args) -> dict:
+    """Train (or read) one seed's sweep, fit it, and return its results (also printed)."""
+    schedule = args.schedule
+    specs = design(seed, schedule, args.warmup)
     held = sweep.holdout(sweep.design_table(specs))
     t0 = time.perf_counter()
     runs = sweep.run_sweep(specs, cache_dir=cache, workers=workers, keep_models=True)
@@ -141,6 +153,7 @@ def measure(seed: int, cache: str, workers: int | None, plateau: float, schedule
     return {
         "seed": seed,
         "schedule": schedule,
+        "warmup_steps": sorted({s.warmup_steps for s in specs}),
         "sweep_wall_s": wall,
         "cached": int(runs.cached.sum()),
         "exact_flops_trained": exact_flops(trained, shared),  # what this invocation trained
@@ -259,6 +272,9 @@ def main() -> None:
         "--seeds", nargs="+", help="several seeds, e.g. 0 1 2 or 0-7 (overrides --seed)"
     )
     parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up steps of every run (default: the rule)"
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help=f"JSON file (default {SEEDS_FILE} for several seeds, "
@@ -272,7 +288,7 @@ def main() -> None:
     if len(set(seeds)) != len(seeds):
         parser.error(f"--seeds must be distinct, got {seeds}")
 
-    table = sweep.design_table(sweep.laptop_design(schedule=args.schedule))
+    table = sweep.design_table(design(0, args.schedule, args.warmup))
     budgets = sorted(int(d) for d in table.D.unique())
     print(
         f"design: {len(table)} runs, {table.N.nunique()} sizes ({table.N.min():,}–"
@@ -285,7 +301,7 @@ def main() -> None:
     cache = args.cache or tempfile.mkdtemp(prefix="laptop-sweep-")
     workers = args.workers or usable_cores()
     peak = matmul_peak(workers)  # measured in this run, before the sweep loads the cores
-    per_seed = [measure(s, cache, args.workers, plateau, args.schedule) for s in seeds]
+    per_seed = [measure(s, cache, args.workers, plateau, args) for s in seeds]
     wall = sum(r["sweep_wall_s"] for r in per_seed)
     flops = sum(r["exact_flops_trained"] for r in per_seed)
     import torch
@@ -313,6 +329,7 @@ def main() -> None:
         "seed_spread": seed_spread(per_seed) if len(seeds) > 1 else None,
     }
     tag = "" if args.schedule == DEFAULT_SCHEDULE else f"_{args.schedule}"
+    tag += "" if args.warmup is None else f"_warmup{args.warmup}"
     out = args.out or (
         RESULTS / f"laptop_sweep{tag}.json"
         if len(seeds) > 1

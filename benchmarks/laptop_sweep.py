@@ -20,10 +20,12 @@ standard deviation across seeds). Everything goes to ``--out`` (JSON, written at
 with the command line, date, PyTorch version and machine: by default, several seeds to
 ``results/laptop_sweep.json``, which chapter 5 reads, one seed to
 ``results/laptop_sweep_seed<S>.json`` (a schedule other than the design's default, or a
-``--warmup``, adds ``_<schedule>`` or ``_warmup<W>`` before ``_seed``/``.json``). The last line printed is the speed of the whole
-invocation: wall time of the sweeps, exact training FLOPs of the runs it trained (not 6·N·D;
-cached runs count for neither), the matmul peak of as many single-thread processes as the
-sweep has workers, measured in the same run, and the ratio FLOPs / wall / peak.
+``--warmup``, adds ``_<schedule>`` or ``_warmup<W>`` before ``_seed``/``.json``). The last
+line printed is the speed of the whole invocation: wall time of the sweeps, exact training
+FLOPs of the runs it trained (not 6·N·D; cached runs count for neither, and a WSD branch's
+steps shared with its long run are counted once), the matmul peak of as many single-thread
+processes as the sweep has workers, measured in the same run, and the ratio FLOPs / wall /
+peak.
 
 Usage:  .venv/bin/python benchmarks/laptop_sweep.py [--cache DIR] [--workers K]
         [--seeds 0-7 | --seeds S ...] [--schedule cosine|wsd] [--warmup STEPS] [--out FILE]

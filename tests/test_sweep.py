@@ -459,6 +459,17 @@ def test_laptop_design_meets_the_lab_targets():
     # widths grow with N; depth never falls
     shapes = table.sort_values("N")[["n_layer", "d_model"]].drop_duplicates().values
     assert (np.diff(shapes[:, 0]) >= 0).all() and (np.diff(shapes[:, 1]) > 0).all()
+    # WSD: each size is one family (one warm-up), costing 4 + 0.2 + 0.4 of 7 units
+    assert (
+        set(table.schedule) == {"wsd"}
+        and len(sweep._families({str(i): (s, "c") for i, s in enumerate(specs)})) == 6
+    )
+    assert {s.warmup for s in specs} == {50}
+    cool = sum(s.n_steps - sweep.decay_start(s.n_steps) for s in specs if s.n_steps < 4000)
+    trained = 6 * max(sweep.LAPTOP_STEPS) + cool
+    assert trained / table.steps.sum() == pytest.approx(4.6 / 7)
+    cosine = sweep.laptop_design(schedule="cosine")
+    assert [dataclasses.replace(s, schedule="wsd", warmup=50) for s in cosine] == specs
 
 
 def test_holdout_is_decided_from_compute_alone():

@@ -40,7 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validate import non_negative_int, positive, positive_int
+from ._validate import positive, positive_int
+from .session import resolve_seed
 from .train import (
     CODE_VERSION,
     EVAL_TOKENS,
@@ -96,11 +97,11 @@ class LSTMLM(nn.Module):
     Introduced in: chapters/03_algorithm.ipynb
     """
 
-    def __init__(self, config: LSTMConfig, seed: int = 0) -> None:
+    def __init__(self, config: LSTMConfig, seed: int | None = None) -> None:
         super().__init__()
         if not isinstance(config, LSTMConfig):
             raise ValueError(f"config must be an LSTMConfig, got {type(config).__name__}")
-        non_negative_int("seed", seed)
+        seed = resolve_seed(seed)  # None: the course's seed
         self.config = config
         C = config.d_model
         with torch.random.fork_rng(devices=[]):
@@ -274,7 +275,7 @@ def train_lm(
     n_tokens: int,
     lr: float,
     batch_size: int = 16,
-    seed: int = 0,
+    seed: int | None = None,
     schedule_tokens: int | None = None,
     eval_tokens: int | None = EVAL_TOKENS,
     n_evals: int = N_EVALS,
@@ -313,7 +314,7 @@ def train_lm(
     n_tokens = positive_int("n_tokens", n_tokens)
     peak_lr = positive("lr", lr)
     batch_size = positive_int("batch_size", batch_size)
-    seed = non_negative_int("seed", seed)
+    seed = resolve_seed(seed)  # None: the course's seed
     per_step = batch_size * n_ctx
     n_steps = n_tokens // per_step
     if n_steps < 1:

@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._validate import non_negative, non_negative_int, positive, positive_int
+from ._validate import non_negative, positive, positive_int
+from .session import resolve_seed
 
 #: LayerNorm epsilon, as GPT-2 (``layer_norm_epsilon`` in ``transformers.GPT2Config``).
 LN_EPS = 1e-5
@@ -107,7 +108,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """GPT-2-style decoder. ``GPT(config, seed)`` is the same network for the same seed.
+    """GPT-2-style decoder. ``GPT(config, seed)`` is the same network for the same seed
+    (``None``: :func:`helpers.session.course_seed`).
 
     Module names follow ``transformers.GPT2LMHeadModel`` so that weights map one to one
     (see :func:`to_hf`). Initialisation as GPT-2: weights normal(0, 0.02), biases 0, and the
@@ -117,11 +119,11 @@ class GPT(nn.Module):
     Introduced in: chapters/02_concepts.ipynb
     """
 
-    def __init__(self, config: GPTConfig, seed: int = 0) -> None:
+    def __init__(self, config: GPTConfig, seed: int | None = None) -> None:
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
-        non_negative_int("seed", seed)
+        seed = resolve_seed(seed)  # None: the course's seed
         self.config = config
         with torch.random.fork_rng(devices=[]):  # PyTorch's default init must not move it
             self.transformer = nn.ModuleDict(

@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._parallel import mp_context, usable_cores
-from ._validate import non_negative_int, one_of, positive, positive_array, positive_int
+from ._validate import one_of, positive, positive_array, positive_int
 from .compute import flops_per_token, training_flops
 from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
 from .model import GPTConfig, count_params
+from .session import course_seed, resolve_seed
 from .train import (
     CODE_VERSION,
     EVAL_TOKENS,
@@ -103,7 +104,7 @@ class RunSpec:
     n_tokens: int
     batch_size: int = 16
     lr: float | None = None  # None: helpers.train.default_lr(config), filled in at creation
-    seed: int = 0
+    seed: int | None = None  # None: helpers.session.course_seed(), filled in at creation
     eval_tokens: int = EVAL_TOKENS
     eval_every: int | None = None
     schedule: str = "cosine"
@@ -116,7 +117,7 @@ class RunSpec:
             object.__setattr__(self, name, positive_int(name, getattr(self, name)))
         if self.eval_every is not None:
             object.__setattr__(self, "eval_every", positive_int("eval_every", self.eval_every))
-        object.__setattr__(self, "seed", non_negative_int("seed", self.seed))
+        object.__setattr__(self, "seed", resolve_seed(self.seed))
         lr = default_lr(self.config) if self.lr is None else positive("lr", self.lr)
         object.__setattr__(self, "lr", lr)
         one_of("schedule", self.schedule, SCHEDULES)
@@ -262,9 +263,15 @@ def _make_specs(
 
 
 def _check_common(
-    batch_size: int, seeds: int | Sequence[int], eval_tokens: int, min_steps: int, too_few: str
+    batch_size: int,
+    seeds: int | Sequence[int] | None,
+    eval_tokens: int,
+    min_steps: int,
+    too_few: str,
 ) -> tuple[int, list[int], int, int]:
     batch_size = positive_int("batch_size", batch_size)
+    if seeds is None:
+        seeds = course_seed()
     iterable = isinstance(seeds, Iterable) and not isinstance(seeds, (str, bytes))
     seeds = list(seeds) if iterable else [seeds]
     if not seeds or any(
@@ -283,13 +290,14 @@ def grid_design(
     *,
     batch_size: int = 16,
     lr: float | Callable[[GPTConfig], float] | None = None,
-    seeds: int | Sequence[int] = 0,
+    seeds: int | Sequence[int] | None = None,
     eval_tokens: int = EVAL_TOKENS,
     min_steps: int = MIN_STEPS,
     too_few_steps: str = "raise",
     schedule: str = "cosine",
 ) -> list[RunSpec]:
-    """Every model shape in ``configs`` × every token budget in ``budgets`` (× every seed).
+    """Every model shape in ``configs`` × every token budget in ``budgets`` (× every seed of
+    ``seeds``, an integer or a list; ``None``: :func:`helpers.session.course_seed`).
 
     Budgets are in tokens, rounded down to whole optimizer steps of ``batch_size`` sequences
     of n_ctx tokens. ``lr``: peak learning rate, ``None`` for :func:`helpers.train.default_lr`
@@ -328,7 +336,7 @@ def isoflop_design(
     params: str = "non_embedding",
     batch_size: int = 16,
     lr: float | Callable[[GPTConfig], float] | None = None,
-    seeds: int | Sequence[int] = 0,
+    seeds: int | Sequence[int] | None = None,
     eval_tokens: int = EVAL_TOKENS,
     min_steps: int = MIN_STEPS,
     too_few_steps: str = "raise",
@@ -996,7 +1004,7 @@ LAPTOP_BATCH = 16
 
 
 def laptop_design(
-    *, vocab_size: int = 86, n_ctx: int = 64, seed: int = 0, schedule: str = "wsd"
+    *, vocab_size: int = 86, n_ctx: int = 64, seed: int | None = None, schedule: str = "wsd"
 ) -> list[RunSpec]:
     """The course's default scaling study: 6 model sizes × 3 token budgets on one laptop.
 
@@ -1010,7 +1018,7 @@ def laptop_design(
 
     Introduced in: chapters/05_practice.ipynb
     """
-    non_negative_int("seed", seed)
+    seed = resolve_seed(seed)
     configs = [
         GPTConfig(vocab_size=vocab_size, n_ctx=n_ctx, n_layer=n_layer, d_model=d, n_head=heads)
         for n_layer, d, heads in LAPTOP_SHAPES

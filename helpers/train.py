@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import id_array, in_range, non_negative_int, one_of, positive, positive_int
+from ._validate import id_array, in_range, one_of, positive, positive_int
 from .compute import training_flops
 from .data import eval_windows as _eval_windows
 from .data import get_batch
 from .model import GPT, GPTConfig, count_params
+from .session import resolve_seed
 
 #: Bump by hand whenever a change here alters what a run computes (schedule, optimizer,
 #: evaluation, batching): the sweep cache keys include it, so old results are not reused.
@@ -627,7 +628,7 @@ def _check_loop_args(
     model = _check_model(model)
     batch_size = positive_int("batch_size", batch_size)
     peak_lr = positive("lr", lr)
-    seed = non_negative_int("seed", seed)
+    seed = resolve_seed(seed)
     dev = _check_device(device)
     eval_every = _optional_positive_int("eval_every", eval_every)
     eval_batch = _optional_positive_int("eval_batch", eval_batch)
@@ -651,7 +652,7 @@ def train_model(
     n_tokens: int | float,
     lr: float,
     batch_size: int = 16,
-    seed: int = 0,
+    seed: int | None = None,
     schedule_tokens: int | float | None = None,
     schedule: str = "cosine",
     warmup_steps: int | None = None,
@@ -685,7 +686,8 @@ def train_model(
       tokens (:func:`eval_slice`; ``None`` = the whole split), every ``eval_every`` steps
       (``None``: 8 times per run) and always at the last step, ``eval_batch`` windows per
       forward pass (``None``: as many as fit in 16 384 tokens).
-    - Determinism: batches come from a ``torch.Generator`` seeded with ``seed``, so on the
+    - Determinism: batches come from a ``torch.Generator`` seeded with ``seed`` (``None``:
+      :func:`helpers.session.course_seed`), so on the
       CPU the same model, arguments (and thread count) give the same losses bit for bit.
       The global random state is untouched.
     - ``device="cuda"`` trains under bf16 autocast when the GPU supports it (fp32 otherwise).
@@ -812,7 +814,7 @@ def train(
     n_tokens: int | float,
     batch_size: int = 16,
     lr: float | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     schedule: str = "cosine",
     warmup_steps: int | None = None,
     device: str | torch.device = "cpu",
@@ -838,7 +840,7 @@ def train(
     Introduced in: chapters/05_practice.ipynb
     """
     _check_config_and_dir(config, checkpoint_dir)
-    seed = non_negative_int("seed", seed)
+    seed = resolve_seed(seed)
     model = GPT(config, seed=seed)
     run = train_model(
         model,
@@ -870,7 +872,7 @@ def train_budgets(
     budgets: Sequence[int | float],
     batch_size: int = 16,
     lr: float | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     warmup_steps: int | None = None,
     device: str | torch.device = "cpu",
     eval_tokens: int | None = EVAL_TOKENS,
@@ -902,7 +904,7 @@ def train_budgets(
     _check_config_and_dir(config, None)
     if on_result is not None and not callable(on_result):
         raise ValueError(f"on_result must be None or a function (i, result), got {on_result!r}")
-    seed = non_negative_int("seed", seed)
+    seed = resolve_seed(seed)
     model = GPT(config, seed=seed)
     peak = default_lr(config) if lr is None else lr
     model, train_ids, eval_xy, batch_size, peak, seed, dev, eval_every, eval_batch = (

@@ -232,6 +232,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
         "plot.loss_families": ex(plot.loss_families, n_params=n, n_tokens=d, loss=loss, rtol=0.01),
         "plot.power_law": ex(plot.power_law, x=n, y=loss, xlabel="N", ylabel="L", extend=1.0),
         # run=False: a valid call changes global state (seeds, print options, rcParams)
+        "session.resolve_seed": ex(session.resolve_seed, seed=0),
         "session.setup": ex(session.setup, run=False, seed=0, precision=4),
         "sweep.RunSpec": ex(
             sweep.RunSpec,

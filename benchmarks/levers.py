@@ -1,10 +1,11 @@
 """The speed levers of the laptop lab, each measured against the lab as it is, in one run.
 
-For the laptop design's widths, one training step (16 × 64 characters, forward, backward,
-clipping, fused AdamW; one thread, as a sweep worker runs) is timed for each variant of a
-lever. Variants of one width take turns in blocks of steps, so that the machine's drift
-hits all of them alike; the figure per variant is the median of its blocks, and each ratio
-is variant time / baseline time measured in the same run (below 1: faster).
+For the laptop design's widths, one step of the lab's training loop (16 × 64 characters,
+forward, backward, clipping, fused AdamW; one thread, as a sweep worker runs) is timed for
+each variant of a lever. Variants of one width take turns in blocks of steps, so that the
+machine's drift hits all of them alike; the figure per variant is the median of its
+blocks, and each ratio is variant time / baseline time measured in the same run (below 1:
+faster).
 
 - ``gelu``: GPT-2's tanh GELU (the lab's, "gelu_new") against the exact erf GELU;
 - ``heads``: fewer, larger attention heads at the same width (the same parameters N);
@@ -44,51 +45,50 @@ def _config(d_model: int, n_head: int) -> GPTConfig:
 
 
 class Stepper:
-    """One model with its optimizer and batches: ``step()`` is one training step."""
+    """One model in the lab's own training loop (``helpers.train._Loop``, the loop every
+    run goes through): ``steps(k)`` trains ``k`` more steps, with no evaluation."""
 
     def __init__(self, config, ids, *, gelu="tanh", attention=None, compiled=False):
-        self.model = GPT(config, seed=0).train()
+        from tqdm import tqdm
+
+        model = GPT(config, seed=0).train()
         if gelu != "tanh":
-            for module in self.model.modules():
+            for module in model.modules():
                 if isinstance(module, torch.nn.GELU):
                     module.approximate = "none"
-        self.forward = torch.compile(self.model) if compiled else self.model
         self.attention = attention
-        self.opt = torch.optim.AdamW(
-            train._param_groups(self.model), lr=1e-3, betas=train.BETAS, fused=True
+        self.loop = train._Loop(
+            torch.compile(model) if compiled else model,
+            ids,
+            None,  # no evaluation windows: nothing is evaluated
+            lr=1e-3,
+            batch_size=sweep.LAPTOP_BATCH,
+            seed=0,
+            dev=torch.device("cpu"),
+            eval_batch=1,
+            bar=tqdm(disable=True),
         )
-        self.ids, self.gen = ids, torch.Generator().manual_seed(0)
-        self.batch = sweep.LAPTOP_BATCH
 
-    def _context(self):
-        if self.attention is None:
-            return contextlib.nullcontext()
-        from torch.nn.attention import sdpa_kernel
+    def steps(self, k: int) -> None:
+        context = contextlib.nullcontext()
+        if self.attention is not None:
+            from torch.nn.attention import sdpa_kernel
 
-        return sdpa_kernel(self.attention)
-
-    def step(self) -> None:
-        x, y = data.get_batch(self.ids, self.model.config.n_ctx, self.batch, self.gen)
-        with self._context():
-            _, loss = self.forward(x, y)
-        loss.item()
-        loss.backward()
-        float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.GRAD_CLIP))
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
+            context = sdpa_kernel(self.attention)
+        with context:
+            stop = len(self.loop.losses) + k
+            self.loop.run(stop, lambda step: 1e-3, set(), stop)
 
 
 def race(variants: dict[str, Stepper], rounds: int, block: int) -> dict[str, float]:
     """Median seconds per step of each variant, the variants taking turns in blocks."""
     for s in variants.values():  # warm-up (and compilation) outside the timing
-        for _ in range(10):
-            s.step()
+        s.steps(10)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, s in variants.items():
             t0 = time.perf_counter()
-            for _ in range(block):
-                s.step()
+            s.steps(block)
             times[name].append((time.perf_counter() - t0) / block)
     return {name: float(np.median(t)) for name, t in times.items()}
 
@@ -103,7 +103,7 @@ def lever(name, width, baseline_heads, variants, ids, rounds, block) -> dict:
         t0 = time.perf_counter()
         steppers[label] = Stepper(_config(width, heads), ids, **kwargs)
         if kwargs.get("compiled"):
-            steppers[label].step()  # the first step compiles
+            steppers[label].steps(1)  # the first step compiles
             compile_s = time.perf_counter() - t0
     med = race(steppers, rounds, block)
     base = med["baseline"]

@@ -610,38 +610,26 @@ def _eval_steps(n_steps: int, eval_every: int | None) -> list[int]:
     return sorted({*range(every, n_steps + 1, every), n_steps})
 
 
-def _check_loop_args(
-    model,
-    train_ids,
-    val_ids,
-    batch_size,
-    lr,
-    seed,
-    device,
-    eval_tokens,
-    eval_every,
-    eval_batch,
-    progress,
-    desc,
-):
-    """The arguments :func:`train_model` and :func:`train_budgets` share, checked."""
+def _check_loop_args(model, train_ids, val_ids, batch_size, lr, seed, device, eval_tokens):
+    """The arguments :func:`train_model` and :func:`train_budgets` share, checked: returns
+    the model, the training ids, the evaluation windows (x, y), batch size, peak learning
+    rate, seed and device."""
     model = _check_model(model)
     batch_size = positive_int("batch_size", batch_size)
     peak_lr = positive("lr", lr)
     seed = resolve_seed(seed)
     dev = _check_device(device)
-    eval_every = _optional_positive_int("eval_every", eval_every)
-    eval_batch = _optional_positive_int("eval_batch", eval_batch)
-    if eval_batch is None:
-        eval_batch = max(1, _EVAL_CHUNK_TOKENS // model.config.n_ctx)
+    train_ids = _check_ids("train_ids", train_ids, model.config)
+    val_ids = _check_ids("val_ids", val_ids, model.config)
+    eval_xy = eval_slice(val_ids, model.config.n_ctx, eval_tokens)
+    return model, train_ids, eval_xy, batch_size, peak_lr, seed, dev
+
+
+def _check_progress(progress: Any, desc: Any) -> None:
     if not isinstance(progress, bool):
         raise ValueError(f"progress must be True or False, got {progress!r}")
     if desc is not None and not isinstance(desc, str):
         raise ValueError(f"desc must be None or a str, got {desc!r}")
-    train_ids = _check_ids("train_ids", train_ids, model.config)
-    val_ids = _check_ids("val_ids", val_ids, model.config)
-    eval_xy = eval_slice(val_ids, model.config.n_ctx, eval_tokens)
-    return model, train_ids, eval_xy, batch_size, peak_lr, seed, dev, eval_every, eval_batch
 
 
 def train_model(
@@ -701,22 +689,14 @@ def train_model(
     """
     from tqdm import tqdm
 
-    model, train_ids, eval_xy, batch_size, peak_lr, seed, dev, eval_every, eval_batch = (
-        _check_loop_args(
-            model,
-            train_ids,
-            val_ids,
-            batch_size,
-            lr,
-            seed,
-            device,
-            eval_tokens,
-            eval_every,
-            eval_batch,
-            progress,
-            desc,
-        )
+    model, train_ids, eval_xy, batch_size, peak_lr, seed, dev = _check_loop_args(
+        model, train_ids, val_ids, batch_size, lr, seed, device, eval_tokens
     )
+    eval_every = _optional_positive_int("eval_every", eval_every)
+    eval_batch = _optional_positive_int("eval_batch", eval_batch)
+    if eval_batch is None:
+        eval_batch = max(1, _EVAL_CHUNK_TOKENS // model.config.n_ctx)
+    _check_progress(progress, desc)
     tokens_per_step = batch_size * model.config.n_ctx
     n_steps = _check_tokens("n_tokens", n_tokens) // tokens_per_step
     if n_steps < 1:
@@ -907,22 +887,12 @@ def train_budgets(
     seed = resolve_seed(seed)
     model = GPT(config, seed=seed)
     peak = default_lr(config) if lr is None else lr
-    model, train_ids, eval_xy, batch_size, peak, seed, dev, eval_every, eval_batch = (
-        _check_loop_args(
-            model,
-            train_ids,
-            val_ids,
-            batch_size,
-            peak,
-            seed,
-            device,
-            eval_tokens,
-            eval_every,
-            None,
-            progress,
-            None,
-        )
+    model, train_ids, eval_xy, batch_size, peak, seed, dev = _check_loop_args(
+        model, train_ids, val_ids, batch_size, peak, seed, device, eval_tokens
     )
+    eval_every = _optional_positive_int("eval_every", eval_every)
+    eval_batch = max(1, _EVAL_CHUNK_TOKENS // config.n_ctx)
+    _check_progress(progress, None)
     tokens_per_step = batch_size * config.n_ctx
     if isinstance(budgets, (str, bytes)) or not isinstance(budgets, Sequence) or not budgets:
         raise ValueError(f"budgets must be a non-empty list of token counts, got {budgets!r}")

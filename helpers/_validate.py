@@ -93,6 +93,15 @@ def in_range(name: str, value: float, low: float, high: float) -> float:
     return x
 
 
+def below_one(name: str, value: float) -> float:
+    """Return ``value`` as a float if ``0 <= value < 1`` (a decay rate such as AdamW's β₂),
+    else raise ValueError."""
+    x = _real(value)
+    if x is None or not (0.0 <= x < 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1), got {_got(value)}")
+    return x
+
+
 def number_array(name: str, values: Any, *, what: str = "numbers") -> np.ndarray:
     """Return ``values`` (a number or a sequence, array or tensor of numbers) as a 1-D float
     array, any sign; raise ValueError naming ``name`` for text, bytes, booleans, None, or a

@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._parallel import mp_context, usable_cores
-from ._validate import one_of, positive, positive_array, positive_int
+from ._validate import below_one, one_of, positive, positive_array, positive_int
 from .compute import flops_per_token, training_flops
 from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
 from .model import GPTConfig, count_params
 from .session import course_seed, resolve_seed
 from .train import (
+    BETAS,
     CODE_VERSION,
     EVAL_TOKENS,
     SCHEDULES,
@@ -78,6 +79,10 @@ MIN_STEPS = 500
 STEP_OVERHEAD_S = 3e-3
 CPU_FLOPS = 8e10
 
+#: RunSpec fields added after the first cache entries, and the value those entries were
+#: trained with: a field at that value is left out of the run key, so old keys still hold.
+_KEY_LATER = {"schedule": "cosine", "warmup": None, "beta2": 0.95}
+
 #: Keys every cache entry must hold.
 _ENTRY_KEYS = ("format", "key", "code_version", "corpus", "tokenizer", "spec", "result")
 
@@ -93,7 +98,8 @@ class RunSpec:
     the peak learning rate; ``eval_tokens`` the size of the fixed validation slice (tokens);
     ``eval_every`` steps between evaluations (``None``: 8 per run); ``schedule`` the
     learning-rate schedule (:func:`helpers.train.lr_schedule`: ``"cosine"`` or ``"wsd"``);
-    ``warmup`` its warm-up in steps (``None``: :func:`helpers.train.default_warmup`).
+    ``warmup`` its warm-up in steps (``None``: :func:`helpers.train.default_warmup`);
+    ``beta2`` AdamW's β₂ (:data:`helpers.train.BETAS`).
     :func:`run_sweep` trains WSD runs that differ only in ``n_tokens`` and share a warm-up as
     one long run with branches (:func:`helpers.train.train_budgets`).
 
@@ -109,6 +115,7 @@ class RunSpec:
     eval_every: int | None = None
     schedule: str = "cosine"
     warmup: int | None = None
+    beta2: float = BETAS[1]
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, GPTConfig):
@@ -121,6 +128,7 @@ class RunSpec:
         lr = default_lr(self.config) if self.lr is None else positive("lr", self.lr)
         object.__setattr__(self, "lr", lr)
         one_of("schedule", self.schedule, SCHEDULES)
+        object.__setattr__(self, "beta2", below_one("beta2", self.beta2))
         if self.warmup is not None:
             object.__setattr__(self, "warmup", positive_int("warmup", self.warmup))
         if self.n_steps >= 1:  # warm-up must end in time (run_sweep rejects 0 steps)
@@ -412,13 +420,16 @@ def _spec_columns(spec: RunSpec) -> dict[str, Any]:
         "lr": spec.lr,
         "seed": spec.seed,
         "schedule": spec.schedule,
+        "warmup": spec.warmup_steps,
+        "beta2": spec.beta2,
     }
 
 
 def design_table(specs: Iterable[RunSpec]) -> pd.DataFrame:
     """One row per run, before anything trains: shape, N (non-embedding), N_total, D
     (tokens), C = 6·N·D and C_total = 6·N_total·D (FLOPs), D/N, steps, batch size,
-    learning rate, seed, and ``est_s``, a rough single-core time in seconds (pilot machine).
+    learning rate, seed, schedule, warm-up (steps), AdamW's β₂, and ``est_s``, a rough
+    single-core time in seconds (pilot machine).
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -455,8 +466,9 @@ def _tokenizer_id(tokenizer: PreTrainedTokenizerFast) -> str:
 
 def run_key(spec: RunSpec, corpus_id: str, tokenizer_id: str) -> str:
     """The cache key of a run: SHA-256 (hex) of the code version, corpus and tokenizer
-    identities and every field of ``spec`` (``schedule`` and ``warmup``, added later, only
-    when they are not their defaults, so that older entries keep their keys).
+    identities and every field of ``spec`` (``schedule``, ``warmup`` and ``beta2``, added
+    later, only when they differ from the values every older entry was trained with, so that
+    those entries keep their keys).
 
     Introduced in: chapters/05_practice.ipynb
     """
@@ -467,9 +479,7 @@ def run_key(spec: RunSpec, corpus_id: str, tokenizer_id: str) -> str:
         "corpus": str(corpus_id),
         "tokenizer": str(tokenizer_id),
         "spec": {
-            k: v
-            for k, v in spec.to_dict().items()
-            if not (k == "schedule" and v == "cosine") and not (k == "warmup" and v is None)
+            k: v for k, v in spec.to_dict().items() if k not in _KEY_LATER or v != _KEY_LATER[k]
         },
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
@@ -603,7 +613,8 @@ def _train_and_store(
     def store(i: int, result: TrainResult) -> None:
         entries[i] = _store(result, *jobs[i][1:])
 
-    args = dict(batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, progress=False)
+    args = dict(batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed, beta2=spec.beta2)
+    args.update(progress=False)
     args.update(eval_tokens=spec.eval_tokens, eval_every=spec.eval_every)
     try:
         if spec.schedule == "wsd":
@@ -776,7 +787,8 @@ def run_sweep(
     new loss differs from it, which single-threaded CPU runs do not).
 
     Columns: n_layer, d_model, n_head, n_ctx, vocab_size, N (non-embedding), N_total, D
-    (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, schedule, loss
+    (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, schedule,
+    warmup, beta2, loss
     (final validation loss, nats per token), tokens_per_s, wall_s (seconds), cached (True if
     read from the cache), key (for :func:`load_run` and :func:`load_model`), shared_steps
     (steps a WSD branch shares with its family's long run, 0 otherwise; ``wall_s`` counts

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import id_array, in_range, one_of, positive, positive_int
+from ._validate import below_one, id_array, in_range, one_of, positive, positive_int
 from .compute import training_flops
 from .data import eval_windows as _eval_windows
 from .data import get_batch
@@ -219,6 +219,7 @@ class TrainResult:
     device: str
     schedule: str = "cosine"
     shared_steps: int = 0
+    beta2: float = BETAS[1]
     code_version: int = CODE_VERSION
     model: GPT | None = field(default=None, repr=False, compare=False)
 
@@ -262,7 +263,7 @@ class TrainResult:
 
 
 #: Fields added after the first cache entries were written: older entries may lack them.
-_ADDED_LATER = ("schedule", "shared_steps")
+_ADDED_LATER = ("schedule", "shared_steps", "beta2")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -472,7 +473,7 @@ class LoopResult:
     n_tokens / (wall_s - eval_s), the training speed. ``seed`` seeded the batches;
     ``device`` is where the run took place; ``schedule`` is :func:`lr_schedule`'s;
     ``shared_steps`` the steps a WSD branch shares with the run it branched from
-    (:func:`train_budgets`; 0 for a run of its own).
+    (:func:`train_budgets`; 0 for a run of its own); ``beta2`` AdamW's β₂.
 
     Introduced in: chapters/03_algorithm.ipynb
     """
@@ -492,6 +493,7 @@ class LoopResult:
     device: str
     schedule: str = "cosine"
     shared_steps: int = 0
+    beta2: float = BETAS[1]
 
     @property
     def final_val_loss(self) -> float:
@@ -505,12 +507,17 @@ class _Loop:
     loss at each evaluated step, the time spent). :meth:`fork` copies all of it exactly, so
     a branch goes on as if it had trained from the first step on its own."""
 
-    def __init__(self, model, train_ids, eval_xy, *, lr, batch_size, seed, dev, eval_batch, bar):
+    def __init__(
+        self, model, train_ids, eval_xy, *, lr, beta2, batch_size, seed, dev, eval_batch, bar
+    ):
         self.model, self.train_ids, self.eval_xy = model, train_ids, eval_xy
         self.batch_size, self.dev, self.eval_batch, self.bar = batch_size, dev, eval_batch, bar
+        self.betas = (BETAS[0], beta2)
         # fused: one kernel for the whole update (3x faster than the loop on CPU for tiny
         # models). The first optimizer in a process imports torch._dynamo (seconds).
-        self.optimizer = torch.optim.AdamW(_param_groups(model), lr=lr, betas=BETAS, fused=True)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(model), lr=lr, betas=self.betas, fused=True
+        )
         self.gen = torch.Generator().manual_seed(seed)  # batches: CPU generator, any device
         self.losses: list[float] = []  # training loss of every step so far
         self.lrs: list[float] = []  # learning rate of every step so far
@@ -560,7 +567,7 @@ class _Loop:
         """An exact, independent copy: weights, optimizer moments, generator and history."""
         twin = copy.copy(self)
         twin.model = copy.deepcopy(self.model)
-        twin.optimizer = torch.optim.AdamW(_param_groups(twin.model), betas=BETAS, fused=True)
+        twin.optimizer = torch.optim.AdamW(_param_groups(twin.model), betas=self.betas, fused=True)
         # a deep copy: load_state_dict would share the moment tensors with this loop
         twin.optimizer.load_state_dict(copy.deepcopy(self.optimizer.state_dict()))
         twin.gen = torch.Generator()
@@ -644,6 +651,7 @@ def train_model(
     schedule_tokens: int | float | None = None,
     schedule: str = "cosine",
     warmup_steps: int | None = None,
+    beta2: float = BETAS[1],
     device: str | torch.device = "cpu",
     eval_tokens: int | None = EVAL_TOKENS,
     eval_every: int | None = None,
@@ -662,8 +670,8 @@ def train_model(
     - Budget: ``n_steps = n_tokens // (batch_size · n_ctx)`` optimizer steps, each on
       ``batch_size`` random windows of ``n_ctx`` tokens from ``train_ids``
       (:func:`helpers.data.get_batch`); the trained D is n_steps · batch_size · n_ctx tokens.
-    - Optimizer: AdamW, β = (0.9, 0.95), weight decay 0.1 on matrices only, global gradient
-      norm clipped to 1.0.
+    - Optimizer: AdamW, β = (0.9, ``beta2``), ``beta2`` 0.95 by default (:data:`BETAS`),
+      weight decay 0.1 on matrices only, global gradient norm clipped to 1.0.
     - Schedule (:func:`lr_schedule`): linear warm-up of ``warmup_steps`` steps (``None``:
       :func:`default_warmup`) to the peak ``lr``, then ``schedule``: ``"cosine"`` to 10 % of
       the peak, or ``"wsd"`` (constant, then a cool-down over the last 20 %). The schedule is
@@ -692,6 +700,7 @@ def train_model(
     model, train_ids, eval_xy, batch_size, peak_lr, seed, dev = _check_loop_args(
         model, train_ids, val_ids, batch_size, lr, seed, device, eval_tokens
     )
+    beta2 = below_one("beta2", beta2)
     eval_every = _optional_positive_int("eval_every", eval_every)
     eval_batch = _optional_positive_int("eval_batch", eval_batch)
     if eval_batch is None:
@@ -727,6 +736,7 @@ def train_model(
         train_ids,
         eval_xy,
         lr=peak_lr,
+        beta2=beta2,
         batch_size=batch_size,
         seed=seed,
         dev=dev,
@@ -746,6 +756,7 @@ def train_model(
         lr=peak_lr,
         seed=seed,
         schedule=schedule,
+        beta2=beta2,
     )
 
 
@@ -773,6 +784,7 @@ def _train_result(config: GPTConfig, run: LoopResult, model: torch.nn.Module) ->
         device=run.device,
         schedule=run.schedule,
         shared_steps=run.shared_steps,
+        beta2=run.beta2,
         model=model.cpu(),  # train_model left it in eval mode
     )
 
@@ -797,6 +809,7 @@ def train(
     seed: int | None = None,
     schedule: str = "cosine",
     warmup_steps: int | None = None,
+    beta2: float = BETAS[1],
     device: str | torch.device = "cpu",
     eval_tokens: int | None = EVAL_TOKENS,
     eval_every: int | None = None,
@@ -810,7 +823,8 @@ def train(
     ``n_tokens``, the fixed evaluation slice, NaN stop) with batches seeded with the same
     ``seed``, so on the CPU the same arguments (and the same thread count) give the same
     losses bit for bit. ``lr`` is the peak learning rate (``None``: :func:`default_lr`);
-    ``warmup_steps`` the warm-up (``None``: :func:`default_warmup`). The other arguments are
+    ``warmup_steps`` the warm-up (``None``: :func:`default_warmup`); ``beta2`` AdamW's β₂.
+    The other arguments are
     :func:`train_model`'s: ``n_tokens`` and ``eval_tokens`` in tokens, ``eval_every`` in
     steps (``None``: 8 evaluations per run). ``checkpoint_dir``: write the final model and
     result there (:func:`save_checkpoint`, safetensors).
@@ -832,6 +846,7 @@ def train(
         seed=seed,
         schedule=schedule,
         warmup_steps=warmup_steps,
+        beta2=beta2,
         device=device,
         eval_tokens=eval_tokens,
         eval_every=eval_every,
@@ -854,6 +869,7 @@ def train_budgets(
     lr: float | None = None,
     seed: int | None = None,
     warmup_steps: int | None = None,
+    beta2: float = BETAS[1],
     device: str | torch.device = "cpu",
     eval_tokens: int | None = EVAL_TOKENS,
     eval_every: int | None = None,
@@ -890,6 +906,7 @@ def train_budgets(
     model, train_ids, eval_xy, batch_size, peak, seed, dev = _check_loop_args(
         model, train_ids, val_ids, batch_size, peak, seed, device, eval_tokens
     )
+    beta2 = below_one("beta2", beta2)
     eval_every = _optional_positive_int("eval_every", eval_every)
     eval_batch = max(1, _EVAL_CHUNK_TOKENS // config.n_ctx)
     _check_progress(progress, None)
@@ -925,6 +942,7 @@ def train_budgets(
         train_ids,
         eval_xy,
         lr=peak,
+        beta2=beta2,
         batch_size=batch_size,
         seed=seed,
         dev=dev,
@@ -943,6 +961,7 @@ def train_budgets(
             seed=seed,
             schedule="wsd",
             shared_steps=shared,
+            beta2=beta2,
         )
         results[i] = _train_result(config, run, loop.model)
         if on_result is not None:
@@ -963,6 +982,7 @@ def train_budgets(
 
 
 __all__ = [
+    "BETAS",
     "CODE_VERSION",
     "LoopResult",
     "NonFiniteLossError",

@@ -324,16 +324,17 @@ def test_wsd_family_diverging_reports_every_unfinished_run(corpus, tmp_path, mon
     assert not list(tmp_path.glob("*.json"))
 
 
-def test_cosine_keys_are_those_of_entries_written_before_schedules_existed() -> None:
+def test_default_keys_are_those_of_entries_written_before_schedules_existed() -> None:
     import hashlib
 
     spec = _specs()[0]
-    old = {k: v for k, v in spec.to_dict().items() if k not in ("schedule", "warmup")}
+    old = {k: v for k, v in spec.to_dict().items() if k not in ("schedule", "warmup", "beta2")}
     payload = {"code_version": sweep.CODE_VERSION, "corpus": "c", "tokenizer": "t", "spec": old}
     want = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
     assert sweep.run_key(spec, "c", "t") == want
     wsd = dataclasses.replace(spec, schedule="wsd")
     assert sweep.run_key(wsd, "c", "t") != want
+    assert sweep.run_key(dataclasses.replace(spec, beta2=0.99), "c", "t") != want
 
 
 # ----------------------------------------------------------------------------- kept models

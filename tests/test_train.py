@@ -347,9 +347,25 @@ def test_train_budgets_bad_input_names_the_argument(ids) -> None:
         train_budgets(CONFIG, *ids, budgets=[64 * 20], on_result=3, **args)
 
 
+def test_beta2_reaches_adamw_and_the_branches(ids) -> None:
+    args = dict(batch_size=B, eval_tokens=512, progress=False, seed=2, schedule="wsd")
+    base = train(CONFIG, *ids, n_tokens=64 * 30, warmup_steps=5, **args)
+    slow = train(CONFIG, *ids, n_tokens=64 * 30, warmup_steps=5, beta2=0.999, **args)
+    assert base.beta2 == 0.95 and slow.beta2 == 0.999
+    assert slow.final_val_loss != base.final_val_loss
+    del args["schedule"]
+    branch, _ = train_budgets(
+        CONFIG, *ids, budgets=[64 * 30, 64 * 60], warmup_steps=5, beta2=0.999, **args
+    )
+    assert branch.curve == slow.curve and branch.beta2 == 0.999
+    for bad in (1.0, -0.1, "0.9", float("nan")):
+        with pytest.raises(ValueError, match="beta2"):
+            train(CONFIG, *ids, n_tokens=64 * 4, beta2=bad, progress=False)
+
+
 def test_old_results_without_the_new_fields_still_load(ids) -> None:
     data = _run(ids).to_dict()
-    for name in ("schedule", "shared_steps"):
+    for name in ("schedule", "shared_steps", "beta2"):
         del data[name]
     back = TrainResult.from_dict(data)
-    assert back.schedule == "cosine" and back.shared_steps == 0
+    assert back.schedule == "cosine" and back.shared_steps == 0 and back.beta2 == 0.95

@@ -62,6 +62,7 @@ class Stepper:
             ids,
             None,  # no evaluation windows: nothing is evaluated
             lr=1e-3,
+            beta2=train.BETAS[1],
             batch_size=sweep.LAPTOP_BATCH,
             seed=0,
             dev=torch.device("cpu"),

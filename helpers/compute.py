@@ -1,16 +1,20 @@
 """Compute: FLOPs of training and inference.
 
 C ≈ 6·N·D and PF-days; the per-token count of our GPT after Kaplan et al. (2020, Table 1),
-and PyTorch's own count of a real forward and backward pass to check it against.
+the exact training FLOPs of a run and of a family of shapes, and PyTorch's own count of a
+real forward and backward pass to check it against.
 
 Introduced in: chapters/01_background.ipynb (C ≈ 6·N·D); measured in chapters/02_concepts.ipynb.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ._validate import non_negative_int, one_of, positive, positive_int
+import numpy as np
+
+from ._validate import non_negative_int, one_of, positive, positive_array, positive_int
 from .laws import PF_DAY
 
 if TYPE_CHECKING:  # the model module imports torch; compute stays light to import
@@ -90,6 +94,62 @@ def flops_per_token(
     if unembedding:
         forward += 2.0 * config.d_model * config.vocab_size
     return forward if mode == "forward" else 3.0 * forward
+
+
+def run_flops(config: GPTConfig, n_tokens: float) -> float:
+    """Exact training FLOPs of a run: ``flops_per_token(config, mode="train")`` × ``n_tokens``.
+
+    Attention and the output layer included, unlike 6·N·D (:func:`training_flops`), which
+    undercounts small models: by 1.68× for the laptop design's smallest shape and 1.12× for
+    its largest. This is the C of the lab's design tables and fits. Returns FLOPs.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    return flops_per_token(config, mode="train") * positive("n_tokens", n_tokens)
+
+
+class FlopsPerToken:
+    """Training FLOPs per token as a function of non-embedding N, for a family of shapes.
+
+    Built from ``configs`` (two or more shapes of one family, e.g. a sweep's, with different
+    N): the exact count :func:`flops_per_token` (``mode="train"``) of each, joined by
+    straight lines in log-log space and extended beyond the smallest and largest shape along
+    the end segments. Call it with N (a number or an array) to get FLOPs per token; the
+    compute of N parameters trained on D tokens is then ``cost(N) · D``. Fits use it where
+    the compute-optimal N falls between the shapes (:func:`helpers.fit.fit_isoflop`,
+    :meth:`helpers.fit.ChinchillaFit.frontier`). ``n_params`` and ``per_token`` hold the
+    shapes' N and FLOPs per token, smallest first.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+
+    def __init__(self, configs: Iterable[GPTConfig]) -> None:
+        from .model import GPTConfig, count_params
+
+        if isinstance(configs, GPTConfig) or not isinstance(configs, Iterable):
+            raise ValueError(f"configs must be a list of GPTConfig, got {configs!r:.60}")
+        configs = list(configs)
+        if not all(isinstance(c, GPTConfig) for c in configs):
+            raise ValueError("configs must be a list of GPTConfig")
+        points = {count_params(c)[1]: flops_per_token(c, mode="train") for c in configs}
+        if len(points) < 2:
+            raise ValueError(f"configs must hold at least 2 shapes of different N, got {points}")
+        self.n_params = np.array(sorted(points), dtype=float)
+        self.per_token = np.array([points[n] for n in sorted(points)])
+        self._x, self._y = np.log(self.n_params), np.log(self.per_token)
+
+    def __call__(self, n_params: float | np.ndarray) -> float | np.ndarray:
+        x = np.log(positive_array("n_params", n_params))
+        y = np.interp(x, self._x, self._y)
+        for end, (i, j) in ((x < self._x[0], (0, 1)), (x > self._x[-1], (-2, -1))):
+            slope = (self._y[j] - self._y[i]) / (self._x[j] - self._x[i])
+            y = np.where(end, self._y[j] + slope * (x - self._x[j]), y)
+        out = np.exp(y)
+        return out if np.ndim(n_params) else float(out[0])
+
+    def __repr__(self) -> str:
+        low, high = self.n_params[0], self.n_params[-1]
+        return f"FlopsPerToken({self.n_params.size} shapes, N {low:,.0f}–{high:,.0f})"
 
 
 def _sdpa_cpu_forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):

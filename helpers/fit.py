@@ -380,6 +380,57 @@ class ChinchillaFit:
         """
         return laws.chinchilla_loss(n_params, n_tokens, self.params)
 
+    def frontier(
+        self,
+        flops: Sequence[float] | np.ndarray,
+        flops_per_token: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> FrontierFit:
+        """The law's compute-optimal frontier at each budget of ``flops`` (FLOPs).
+
+        At each C the N minimising L̂(N, C / cost(N)) is found numerically (bounded Brent
+        search in ln N, ``scipy.optimize.minimize_scalar``); cost(N) is FLOPs per token,
+        6·N when ``flops_per_token`` is None, where the answer is the closed form with
+        a = :attr:`a` (``laws.compute_optimal``), or e.g. the exact count of a family of
+        shapes, :class:`helpers.compute.FlopsPerToken`, where small models cost more per
+        parameter and a is no longer β/(α+β). ``a``, ``b``, ``k_n``, ``k_d`` are then fitted
+        in log-log over the budgets given (at least 2). Returns a :class:`FrontierFit`.
+
+        Introduced in: chapters/05_practice.ipynb
+        """
+        from scipy.optimize import minimize_scalar
+
+        c = positive_array("flops", flops, min_len=2)
+        if np.unique(c).size < 2:
+            raise ValueError("flops must hold at least 2 different budgets to fit an exponent")
+        _per_token(flops_per_token, np.array([1.0]))  # checks the argument
+
+        def loss_at(u: float, budget: float) -> float:
+            n = math.exp(u)
+            return float(self.predict(n, budget / float(_per_token(flops_per_token, n))))
+
+        n_opt = np.empty(c.size)
+        for i, budget in enumerate(c):
+            top = math.log(budget / 6.0)  # N at which D would be one token under 6ND
+            best = minimize_scalar(
+                loss_at, bounds=(0.0, top), args=(budget,), method="bounded",
+                options={"xatol": 1e-9, "maxiter": 500},
+            )  # fmt: skip
+            n_opt[i] = math.exp(best.x)
+        d_opt = c / _per_token(flops_per_token, n_opt)
+        a, b, k_n, k_d, r2, res = _allocation_law(c, n_opt, flops_per_token)
+        return FrontierFit(
+            a=a,
+            b=b,
+            k_n=k_n,
+            k_d=k_d,
+            r2=r2,
+            residuals=_readonly(res),
+            flops=_readonly(c),
+            n_opt_per_flops=_readonly(n_opt),
+            d_opt_per_flops=_readonly(d_opt),
+            loss_opt=_readonly(np.asarray(self.predict(n_opt, d_opt), dtype=float)),
+        )
+
 
 def _huber_objective(
     theta: np.ndarray, ln: np.ndarray, ld: np.ndarray, ly: np.ndarray, delta: float, scale: float
@@ -547,21 +598,39 @@ def fit_chinchilla(
 # --------------------------------------------------------------------------------------
 
 
+def _per_token(flops_per_token: Callable[[np.ndarray], np.ndarray] | None, n: np.ndarray):
+    """FLOPs per token of N parameters: ``flops_per_token(n)``, or 6·N when it is None."""
+    if flops_per_token is None:
+        return 6.0 * n
+    if not callable(flops_per_token):
+        raise ValueError(
+            "flops_per_token must be None (C = 6·N·D) or a function of N, such as "
+            f"helpers.compute.FlopsPerToken(configs); got {flops_per_token!r:.60}"
+        )
+    return np.asarray(flops_per_token(n), dtype=float)
+
+
 def _allocation_law(
-    flops: np.ndarray, n_opt: np.ndarray
+    flops: np.ndarray, n_opt: np.ndarray, flops_per_token=None
 ) -> tuple[float, float, float, float, float, np.ndarray]:
-    """Fit log N_opt = log k_n + a log C; D_opt = C/(6 N_opt) then has b = 1 − a."""
+    """Fit log N_opt = log k_n + a log C. With C = 6·N·D (``flops_per_token`` None),
+    D_opt = C/(6 N_opt) then has b = 1 − a exactly; otherwise D_opt = C / cost(N_opt) is
+    fitted as k_d·C^b on its own."""
     lc, lnopt = np.log(flops), np.log(n_opt)
     slope, intercept = np.polyfit(lc, lnopt, 1)
     res = lnopt - (intercept + slope * lc)
     k_n = math.exp(intercept)
-    # log D_opt = log C − log 6 − log N_opt  ⇒  D_opt = (1/(6 k_n))·C^(1 − a) exactly.
-    return float(slope), 1.0 - float(slope), k_n, 1.0 / (6.0 * k_n), _r2(lnopt, res), res
+    if flops_per_token is None:
+        # log D_opt = log C − log 6 − log N_opt  ⇒  D_opt = (1/(6 k_n))·C^(1 − a) exactly.
+        return float(slope), 1.0 - float(slope), k_n, 1.0 / (6.0 * k_n), _r2(lnopt, res), res
+    b, log_k_d = np.polyfit(lc, np.log(flops / _per_token(flops_per_token, n_opt)), 1)
+    return float(slope), float(b), k_n, math.exp(log_k_d), _r2(lnopt, res), res
 
 
 @dataclass(frozen=True)
 class AllocationFit:
-    """Compute-optimal allocation N_opt = k_n·C^a, D_opt = k_d·C^b (b = 1 − a as C = 6ND).
+    """Compute-optimal allocation N_opt = k_n·C^a, D_opt = k_d·C^b (b = 1 − a when C = 6ND;
+    with an exact count of C, where a small model costs more than 6N per token, a + b ≠ 1).
 
     ``r2`` and ``residuals`` belong to the fit of log N_opt on log C over the points used.
     """
@@ -593,14 +662,28 @@ class AllocationFit:
 
 
 @dataclass(frozen=True)
+class FrontierFit(AllocationFit):
+    """A fitted law's compute-optimal frontier (:meth:`ChinchillaFit.frontier`): aligned
+    arrays over the budgets ``flops`` (FLOPs) of ``n_opt_per_flops`` (parameters),
+    ``d_opt_per_flops`` (tokens) and the law's loss there, ``loss_opt``; ``a`` and ``b`` are
+    the log-log slopes of N_opt and D_opt over those budgets."""
+
+    flops: np.ndarray = field(default=None, repr=False, compare=False)
+    n_opt_per_flops: np.ndarray = field(default=None, repr=False, compare=False)
+    d_opt_per_flops: np.ndarray = field(default=None, repr=False, compare=False)
+    loss_opt: np.ndarray = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class IsoFlopFit(AllocationFit):
     """Approach 2: one parabola of loss in log N per compute budget, then N_opt ∝ C^a.
 
     Per budget (arrays aligned with ``budgets``, in FLOPs): ``n_runs``, the parabola's
     minimiser ``n_opt`` (parameters; NaN when the parabola opens downwards or has < 3
-    sizes), ``d_opt`` = C/(6·n_opt) tokens, the parabola's minimum ``loss_opt``, its
-    ``curvature`` (d²L/d(ln N)²), and ``status``: "interior" (minimum inside the sizes
-    tried), "edge" (minimum extrapolated beyond them), "concave" or "too few sizes".
+    sizes), ``d_opt`` = C/(6·n_opt) tokens (or C / cost(n_opt), :func:`fit_isoflop`), the
+    parabola's minimum ``loss_opt``, its ``curvature`` (d²L/d(ln N)²), and ``status``:
+    "interior" (minimum inside the sizes tried), "edge" (minimum extrapolated beyond
+    them), "concave" or "too few sizes".
     ``used`` marks the budgets the power law was fitted on.
     """
 
@@ -639,16 +722,19 @@ def fit_isoflop(
     *,
     include_exterior: bool = False,
     rtol: float = 1e-3,
+    flops_per_token: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> IsoFlopFit:
     """Hoffmann et al. (2022)'s Approach 2: IsoFLOP profiles → N_opt(C) → N_opt ∝ C^a.
 
     Runs whose ``flops`` (the nominal compute budget each run was planned for, in FLOPs)
     agree within ``rtol`` form one IsoFLOP profile. For each, a parabola of loss in ln N
-    (``n_params`` in parameters) gives N_opt(C) at its minimum, and D_opt = C/(6·N_opt).
+    (``n_params`` in parameters) gives N_opt(C) at its minimum, and D_opt = C/(6·N_opt), or
+    C / ``flops_per_token``(N_opt) when the budgets count exact FLOPs (e.g.
+    :class:`helpers.compute.FlopsPerToken` of the sweep's shapes).
     A minimum outside the range of sizes tried is an extrapolation: it is flagged "edge"
     and, unless ``include_exterior``, left out of the power-law fit, as are profiles that
-    open downwards. ``n_tokens`` (tokens) is checked against C ≈ 6ND only in length; the
-    returned exponents satisfy a + b = 1. Needs ≥ 2 usable budgets, else ValueError.
+    open downwards. ``n_tokens`` (tokens) is checked against C only in length; with C =
+    6ND the returned exponents satisfy a + b = 1. Needs ≥ 2 usable budgets, else ValueError.
 
     Introduced in: chapters/03_algorithm.ipynb
     """
@@ -685,7 +771,9 @@ def fit_isoflop(
         n_opt[j] = math.exp(x_min)
         loss_opt[j] = p0 - p1 * p1 / (4.0 * p2)
         status.append("interior" if ln.min() < x_min < ln.max() else "edge")
-    d_opt = budgets / (6.0 * n_opt)
+    d_opt = np.full(k, np.nan)
+    found = np.isfinite(n_opt)
+    d_opt[found] = budgets[found] / _per_token(flops_per_token, n_opt[found])
     ok = np.array([s == "interior" or (include_exterior and s == "edge") for s in status])
     if ok.sum() < 2:
         counts = {s: status.count(s) for s in sorted(set(status))}
@@ -694,7 +782,7 @@ def fit_isoflop(
             f"flops: need at least 2 IsoFLOP budgets with a usable minimum, got {int(ok.sum())} "
             f"of {k} (status counts {counts}){hint}"
         )
-    a, b, k_n, k_d, r2, res = _allocation_law(budgets[ok], n_opt[ok])
+    a, b, k_n, k_d, r2, res = _allocation_law(budgets[ok], n_opt[ok], flops_per_token)
     return IsoFlopFit(
         a=a,
         b=b,
@@ -729,7 +817,8 @@ class EnvelopeFit(AllocationFit):
 
     Aligned arrays over the log-spaced FLOP grid: ``flops`` (FLOPs), ``loss_envelope``,
     ``n_opt_per_flops`` (the N of the curve that attains the envelope), ``d_opt_per_flops``
-    (C/(6·N)), ``at_edge`` (the winner is the smallest or largest model covering that C,
+    (C/(6·N), or C / cost(N) with :func:`fit_envelope`'s ``flops_per_token``), ``at_edge``
+    (the winner is the smallest or largest model covering that C,
     so the true optimum may lie beyond the sizes tried) and ``used`` (fitted points).
     """
 
@@ -779,11 +868,14 @@ def fit_envelope(
     *,
     n_grid: int = 100,
     exclude_edges: bool = True,
+    flops_per_token: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EnvelopeFit:
     """Hoffmann et al. (2022)'s Approach 1: the lower envelope of training curves.
 
     Each curve (a ``TrainingCurve``, a mapping with keys n_params/n_tokens/loss, or a tuple
-    of the three) is placed on a FLOPs axis by C = 6·N·tokens. On ``n_grid`` log-spaced C
+    of the three) is placed on a FLOPs axis by C = 6·N·tokens, or C = ``flops_per_token``(N)
+    · tokens with an exact count (e.g. :class:`helpers.compute.FlopsPerToken` of the
+    curves' shapes; then D_opt = C / cost(N_opt) and a + b ≠ 1). On ``n_grid`` log-spaced C
     between the smallest and largest C seen, each curve covering C is interpolated linearly
     in ln C, and the lowest loss and the N that attains it are recorded; then
     N_opt = k_n·C^a is fitted by least squares in log-log (and D_opt = C/(6·N_opt), so
@@ -807,7 +899,8 @@ def fit_envelope(
     sizes = np.array([p[0] for p in parsed])
     if np.unique(sizes).size < 2:
         raise ValueError("curves must include at least 2 different n_params")
-    log_c = [np.log(6.0 * nn * t) for nn, t, _ in parsed]
+    cost = _per_token(flops_per_token, sizes)
+    log_c = [np.log(cost[j] * t) for j, (_, t, _) in enumerate(parsed)]
     grid = np.linspace(min(lc[0] for lc in log_c), max(lc[-1] for lc in log_c), n_grid)
 
     env = np.full(n_grid, np.inf)
@@ -829,7 +922,10 @@ def fit_envelope(
             f"{np.unique(winner[used]).size} sizes; need 2 or more of each "
             "(add sizes between the extremes, or pass exclude_edges=False)"
         )
-    a, b, k_n, k_d, r2, res = _allocation_law(flops[used], winner[used])
+    a, b, k_n, k_d, r2, res = _allocation_law(flops[used], winner[used], flops_per_token)
+    d_opt = np.full(n_grid, np.nan)
+    won = np.isfinite(winner)
+    d_opt[won] = flops[won] / _per_token(flops_per_token, winner[won])
     return EnvelopeFit(
         a=a,
         b=b,
@@ -840,7 +936,7 @@ def fit_envelope(
         flops=_readonly(flops),
         loss_envelope=_readonly(env),
         n_opt_per_flops=_readonly(winner),
-        d_opt_per_flops=_readonly(flops / (6.0 * winner)),
+        d_opt_per_flops=_readonly(d_opt),
         at_edge=_readonly(at_edge),
         used=_readonly(used),
     )

@@ -37,7 +37,7 @@ import numpy as np
 
 from ._parallel import mp_context, usable_cores
 from ._validate import below_one, one_of, positive, positive_array, positive_int
-from .compute import flops_per_token, training_flops
+from .compute import flops_per_token, run_flops, training_flops
 from .data import Corpus, _atomic_write_bytes, char_tokenizer, tokenized_splits
 from .model import GPTConfig, count_params
 from .session import course_seed, resolve_seed
@@ -163,11 +163,12 @@ class RunSpec:
 
     @property
     def flops(self) -> float:
-        """6·N·D in FLOPs, N non-embedding (Kaplan et al. 2020).
+        """The run's exact training FLOPs (:func:`helpers.compute.run_flops`: attention and
+        output layer included), the C of the design table.
 
         Introduced in: chapters/05_practice.ipynb
         """
-        return training_flops(self.n_params, self.n_tokens)
+        return run_flops(self.config, self.n_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (the config as a dict).
@@ -341,7 +342,7 @@ def isoflop_design(
     configs: Iterable[GPTConfig],
     flop_budgets: Iterable[float],
     *,
-    params: str = "non_embedding",
+    compute: str = "exact",
     batch_size: int = 16,
     lr: float | Callable[[GPTConfig], float] | None = None,
     seeds: int | Sequence[int] | None = None,
@@ -350,11 +351,14 @@ def isoflop_design(
     too_few_steps: str = "raise",
     schedule: str = "cosine",
 ) -> list[RunSpec]:
-    """An IsoFLOP design: for each compute budget C (FLOPs), each shape trains on C / (6·N).
+    """An IsoFLOP design: for each compute budget C (FLOPs), each shape trains on C / cost
+    tokens, cost its FLOPs per token.
 
-    N is the non-embedding count (``params="non_embedding"``, Kaplan et al. 2020) or the
-    total (``"total"``). Tokens are rounded down to whole steps, so each run's C is at most
-    the budget (``C`` vs ``C_target`` in :func:`design_table`). In an IsoFLOP design large
+    ``compute`` says how C is counted: ``"exact"`` (default: the shape's exact training FLOPs
+    per token, :func:`helpers.compute.flops_per_token`, attention and output layer
+    included), ``"6N"`` (6·N with non-embedding N, Kaplan et al. 2020) or ``"6N_total"``
+    (6·N with all parameters). Tokens are rounded down to whole steps, so each run's
+    compute is at most the budget. In an IsoFLOP design large
     models at small budgets get few steps: ``too_few_steps="drop"`` leaves those runs out,
     so each budget keeps the sizes it can train properly (Hoffmann et al. 2022, Approach 2).
     Other arguments as :func:`grid_design`.
@@ -363,7 +367,7 @@ def isoflop_design(
     """
     configs = _check_configs(configs)
     flop_budgets = positive_array("flop_budgets", flop_budgets)
-    one_of("params", params, ["non_embedding", "total"])
+    one_of("compute", compute, ["exact", "6N", "6N_total"])
     batch_size, seeds, eval_tokens, min_steps = _check_common(
         batch_size, seeds, eval_tokens, min_steps, too_few_steps
     )
@@ -371,8 +375,10 @@ def isoflop_design(
     for c in flop_budgets:
         for config in configs:
             total, non_emb = count_params(config)
-            n = non_emb if params == "non_embedding" else total
-            pairs.append((config, int(c / (6 * n)), f"N={non_emb:,} at C={c:.3g}"))
+            per_token = {"6N": 6 * non_emb, "6N_total": 6 * total}.get(compute)
+            if per_token is None:
+                per_token = flops_per_token(config, mode="train")
+            pairs.append((config, int(c / per_token), f"N={non_emb:,} at C={c:.3g}"))
     return _make_specs(
         pairs,
         batch_size=batch_size,
@@ -412,8 +418,9 @@ def _spec_columns(spec: RunSpec) -> dict[str, Any]:
         "N": non_emb,
         "N_total": total,
         "D": spec.n_tokens,
-        "C": training_flops(non_emb, spec.n_tokens),
-        "C_total": training_flops(total, spec.n_tokens),
+        "C": run_flops(c, spec.n_tokens),
+        "C_6ND": training_flops(non_emb, spec.n_tokens),
+        "C_6ND_total": training_flops(total, spec.n_tokens),
         "D_per_N": spec.n_tokens / non_emb,
         "steps": spec.n_steps,
         "batch_size": spec.batch_size,
@@ -427,7 +434,8 @@ def _spec_columns(spec: RunSpec) -> dict[str, Any]:
 
 def design_table(specs: Iterable[RunSpec]) -> pd.DataFrame:
     """One row per run, before anything trains: shape, N (non-embedding), N_total, D
-    (tokens), C = 6·N·D and C_total = 6·N_total·D (FLOPs), D/N, steps, batch size,
+    (tokens), C (the exact training FLOPs, :func:`helpers.compute.run_flops`), beside it
+    Kaplan's approximation C_6ND = 6·N·D and C_6ND_total = 6·N_total·D, D/N, steps, batch size,
     learning rate, seed, schedule, warm-up (steps), AdamW's β₂, and ``est_s``, a rough
     single-core time in seconds (pilot machine).
 
@@ -787,7 +795,8 @@ def run_sweep(
     new loss differs from it, which single-threaded CPU runs do not).
 
     Columns: n_layer, d_model, n_head, n_ctx, vocab_size, N (non-embedding), N_total, D
-    (tokens), C = 6·N·D and C_total (FLOPs), D_per_N, steps, batch_size, lr, seed, schedule,
+    (tokens), C (exact training FLOPs), C_6ND and C_6ND_total (6·N·D with non-embedding and
+    total N), D_per_N, steps, batch_size, lr, seed, schedule,
     warmup, beta2, loss
     (final validation loss, nats per token), tokens_per_s, wall_s (seconds), cached (True if
     read from the cache), key (for :func:`load_run` and :func:`load_model`), shared_steps

@@ -62,6 +62,7 @@ RECORDS = {
     "fit.BootstrapResult",
     "fit.ChinchillaFit",
     "fit.EnvelopeFit",
+    "fit.FrontierFit",
     "fit.IsoFlopFit",
     "fit.KaplanFit",
     "fit.PowerLawFit",
@@ -140,6 +141,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
             seed=0,
         ),
         "compute.pf_days": ex(compute.pf_days, flops=1e20),
+        "compute.run_flops": ex(compute.run_flops, config=fx.config, n_tokens=1e6),
         "compute.training_flops": ex(compute.training_flops, n_params=1e6, n_tokens=1e9),
         "data.bigram_loss": ex(
             data.bigram_loss, train_ids=fx.ids, val_ids=fx.ids, vocab_size=31, smoothing=0.5
@@ -150,6 +152,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
         "fit.AllocationFit.d_opt": ex(fx.allocation_fit.d_opt, flops=1e20),
         "fit.AllocationFit.n_opt": ex(fx.allocation_fit.n_opt, flops=1e20),
         "fit.ChinchillaFit.predict": ex(fx.chinchilla_fit.predict, n_params=1e6, n_tokens=1e8),
+        "fit.ChinchillaFit.frontier": ex(fx.chinchilla_fit.frontier, flops=[1e15, 1e17]),
         "fit.KaplanFit.predict": ex(fx.kaplan_fit.predict, n_params=1e6, n_tokens=1e8),
         "fit.PowerLawFit.predict": ex(fx.power_law_fit.predict, x=1e6),
         "fit.bootstrap": Example(

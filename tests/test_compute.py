@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from helpers.compute import flops_per_token, measure_flops, pf_days, training_flops
+from helpers.compute import (
+    FlopsPerToken,
+    flops_per_token,
+    measure_flops,
+    pf_days,
+    run_flops,
+    training_flops,
+)
 from helpers.model import GPT, GPTConfig, count_params, default_ladder
 
 torch.set_num_threads(1)
@@ -92,3 +100,30 @@ def test_measure_flops_rejects_bad_input() -> None:
             measure_flops(model, **kwargs)
     with pytest.raises(ValueError, match="model"):
         measure_flops(torch.nn.Linear(2, 2), 1, 8)  # type: ignore[arg-type]
+
+
+def test_run_flops_and_the_cost_of_a_family_of_shapes() -> None:
+    shapes = [
+        GPTConfig(vocab_size=86, n_ctx=64, n_layer=2, d_model=d, n_head=1) for d in (12, 24, 48)
+    ]
+    per_token = [flops_per_token(c, mode="train") for c in shapes]
+    assert run_flops(shapes[0], 1000) == per_token[0] * 1000
+    assert run_flops(shapes[0], 1000) > training_flops(count_params(shapes[0])[1], 1000)
+    cost = FlopsPerToken(shapes)
+    n = np.array([count_params(c)[1] for c in shapes], dtype=float)
+    np.testing.assert_allclose(cost(n), per_token, rtol=1e-12)  # exact at the shapes
+    assert cost(float(n[0])) == pytest.approx(per_token[0], rel=1e-12)
+    mid = float(np.sqrt(n[0] * n[1]))  # between two shapes: between their costs
+    assert per_token[0] < cost(mid) < per_token[1]
+    middle = GPTConfig(vocab_size=86, n_ctx=64, n_layer=2, d_model=18, n_head=1)
+    n_mid = count_params(middle)[1]  # a shape between two 4x apart in N: within 2 %
+    assert cost(n_mid) == pytest.approx(flops_per_token(middle, mode="train"), rel=0.02)
+    beyond = cost(np.array([n[0] / 4, n[-1] * 4]))  # extended along the end segments
+    assert beyond[0] < per_token[0] and beyond[1] > per_token[-1]
+    for bad in ([shapes[0]], shapes[0], "shapes", [shapes[0], shapes[0]]):
+        with pytest.raises(ValueError, match="configs"):
+            FlopsPerToken(bad)
+    with pytest.raises(ValueError, match="n_params"):
+        cost(-1.0)
+    with pytest.raises(ValueError, match="n_tokens"):
+        run_flops(shapes[0], 0)

@@ -286,6 +286,58 @@ def test_envelope_bad_input():
         fit.fit_envelope(envelope_curves(), n_grid=1)
 
 
+# ----------------------------------------------------------------------------- exact compute
+
+
+def truth_fit() -> fit.ChinchillaFit:
+    """The published law as a ChinchillaFit (for its frontier)."""
+    t = TRUTH
+    return fit.ChinchillaFit(
+        E=t.E, A=t.A, B=t.B, alpha=t.alpha, beta=t.beta, r2=1.0, objective=0.0, n_starts=1,
+        n_iter=0, n_evals=0, delta=1e-3, reduction="sum", residuals=np.zeros(1),
+    )  # fmt: skip
+
+
+def test_frontier_with_6n_is_the_closed_form():
+    budgets = np.geomspace(1e18, 1e24, 7)
+    front = truth_fit().frontier(budgets)
+    n_want, d_want = laws.compute_optimal(budgets, TRUTH)
+    np.testing.assert_allclose(front.n_opt_per_flops, n_want, rtol=1e-6)
+    np.testing.assert_allclose(front.d_opt_per_flops, d_want, rtol=1e-6)
+    assert front.a == pytest.approx(A_TRUE, abs=1e-6) and front.a + front.b == pytest.approx(1)
+    with pytest.raises(ValueError, match="flops"):
+        truth_fit().frontier([1e20])
+    with pytest.raises(ValueError, match="flops_per_token"):
+        truth_fit().frontier(budgets, flops_per_token=3.0)
+
+
+def test_frontier_with_a_cost_that_falls_per_parameter():
+    # cost(N) = 6 N^(1 - eps) · N0^eps: small models cost more per parameter. Minimising
+    # A/N^alpha + B (cost(N)/C)^beta gives N_opt ∝ C^(beta / (alpha + beta (1 - eps))).
+    eps, n0 = 0.1, 1e9
+    cost = lambda n: 6.0 * n ** (1 - eps) * n0**eps  # noqa: E731
+    front = truth_fit().frontier(np.geomspace(1e18, 1e24, 7), cost)
+    want = TRUTH.beta / (TRUTH.alpha + TRUTH.beta * (1 - eps))
+    assert front.a == pytest.approx(want, abs=1e-5) and front.a > A_TRUE
+    assert front.b == pytest.approx(1 - (1 - eps) * want, abs=1e-5)
+    np.testing.assert_allclose(front.d_opt_per_flops * cost(front.n_opt_per_flops), front.flops)
+
+
+def test_isoflop_and_envelope_with_exact_compute():
+    n, d, loss, c = isoflop_data([1e18, 1e19, 1e20, 1e21])
+    six = fit.fit_isoflop(n, d, loss, c)
+    same = fit.fit_isoflop(n, d, loss, c, flops_per_token=lambda x: 6.0 * x)
+    assert same.a == pytest.approx(six.a) and same.b == pytest.approx(six.b)
+    cost = lambda x: 9.0 * x  # noqa: E731 - 1.5x the FLOPs of 6N at every size
+    dearer = fit.fit_isoflop(n, d, loss, c, flops_per_token=cost)
+    np.testing.assert_allclose(dearer.d_opt_per_budget * cost(dearer.n_opt_per_budget), c[::9])
+    curves = envelope_curves()
+    env = fit.fit_envelope(curves, flops_per_token=lambda x: 6.0 * x)
+    assert env.a == pytest.approx(fit.fit_envelope(curves).a)
+    with pytest.raises(ValueError, match="flops_per_token"):
+        fit.fit_envelope(curves, flops_per_token="exact")
+
+
 # ----------------------------------------------------------------------------- bootstrap
 
 

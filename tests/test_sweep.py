@@ -19,6 +19,7 @@ import torch
 
 import helpers.sweep as sweep
 from helpers import data
+from helpers.compute import flops_per_token
 from helpers.model import GPTConfig, count_params
 from helpers.sweep import (
     RunSpec,
@@ -59,12 +60,16 @@ def test_grid_design_and_table() -> None:
     assert {s.lr for s in specs if s.config == WIDER} == {default_lr(WIDER)}
     table = design_table(specs)
     assert len(table) == 8
-    for col in ("N", "N_total", "D", "C", "C_total", "steps", "D_per_N", "lr", "est_s"):
+    for col in ("N", "N_total", "D", "C", "C_6ND", "C_6ND_total", "steps", "D_per_N", "lr"):
         assert col in table.columns
     n_small = count_params(SMALL)[1]
     row = table.iloc[0]
     assert (row.N, row.D, row.steps) == (n_small, 64 * 600, 600)
-    assert row.C == 6 * n_small * 64 * 600
+    assert row.C_6ND == 6 * n_small * 64 * 600
+    # C is each run's exact training FLOPs: the per-token count of its shape times D
+    for spec, c in zip(specs, table.C, strict=True):
+        assert c == flops_per_token(spec.config, mode="train") * spec.n_tokens == spec.flops
+    assert (table.C > table.C_6ND).all()  # 6ND leaves out attention and the output layer
     assert np.all(table.est_s > 0)
     custom = grid_design([SMALL], [64 * 600], batch_size=B, lr=lambda c: 1 / c.d_model)
     assert custom[0].lr == 1 / 16
@@ -86,13 +91,17 @@ def test_too_few_steps_is_rejected_unless_allowed() -> None:
 def test_isoflop_design() -> None:
     n_small, n_wider = count_params(SMALL)[1], count_params(WIDER)[1]
     flops = [6 * n_wider * 64 * 2000.0]
-    specs = isoflop_design([SMALL, WIDER], flops, batch_size=B)
+    specs = isoflop_design([SMALL, WIDER], flops, batch_size=B, compute="6N")
     assert [s.config for s in specs] == [SMALL, WIDER]
     for s, n in zip(specs, (n_small, n_wider), strict=True):
         assert s.n_tokens == int(flops[0] / (6 * n)) // 64 * 64  # C / 6N, in whole steps
-        assert flops[0] - 6 * n * 64 < s.flops <= flops[0]
-    total = isoflop_design([WIDER], flops, batch_size=B, params="total")
+    total = isoflop_design([WIDER], flops, batch_size=B, compute="6N_total")
     assert total[0].n_tokens < specs[1].n_tokens  # N_total > N: fewer tokens
+    exact = isoflop_design([SMALL, WIDER], flops, batch_size=B)  # the default: exact FLOPs
+    for s in exact:
+        per_step = flops_per_token(s.config, mode="train") * 64
+        assert flops[0] - per_step < s.flops <= flops[0]  # the budget, to within one step
+    assert all(e.n_tokens < s.n_tokens for e, s in zip(exact, specs, strict=True))
     with pytest.raises(ValueError, match="min_steps"):  # the wide model gets 300 steps
         isoflop_design([SMALL, WIDER], [flops[0] * 0.15], batch_size=B)
     dropped = isoflop_design([SMALL, WIDER], [flops[0] * 0.15], batch_size=B, too_few_steps="drop")
@@ -110,7 +119,7 @@ def test_design_bad_input_names_the_argument() -> None:
         (lambda: grid_design([SMALL], [1e5], min_steps=0), "min_steps"),
         (lambda: grid_design([SMALL], [1e5], too_few_steps="maybe"), "too_few_steps"),
         (lambda: isoflop_design([SMALL], [float("nan")]), "flop_budgets"),
-        (lambda: isoflop_design([SMALL], [1e12], params="all"), "params"),
+        (lambda: isoflop_design([SMALL], [1e12], compute="all"), "compute"),
         (lambda: design_table([]), "specs"),
         (lambda: RunSpec(SMALL, n_tokens=0), "n_tokens"),
     ]

@@ -9,7 +9,8 @@ runs keep their weights, as the chapter's do, so it reuses them), then prints pe
 - any run whose loss is still within 0.1 nats of a character-pair table's (the early plateau
   of training: a run too short for its model);
 - R² of the Chinchilla fit in log-loss on all runs, with non-embedding N as in chapter 5
-  (target ≥ 0.98), and with total N;
+  (target ≥ 0.98), and with total N; its allocation exponent a with C = 6·N·D
+  (β/(α+β)) and along its frontier with the exact training FLOPs of the shapes;
 - predictivity, with the held-out runs chosen by ``helpers.sweep.holdout`` from the design
   alone, before anything is fitted: the Chinchilla surface fitted on the other runs, and
   L(N) at each token budget fitted on the smaller models; median relative error of
@@ -50,7 +51,7 @@ import numpy as np
 
 from helpers import data, fit, sweep
 from helpers._parallel import mp_context, usable_cores
-from helpers.compute import flops_per_token
+from helpers.compute import FlopsPerToken, flops_per_token
 from helpers.train import SCHEDULES
 
 #: The schedule laptop_design uses by default.
@@ -124,10 +125,12 @@ def measure(seed: int, cache: str, workers: int | None, plateau: float, args) ->
     full = fit.fit_chinchilla(runs.N, runs.D, runs.loss)  # non-embedding N, as chapter 5
     fit_s = time.perf_counter() - t0
     total = fit.fit_chinchilla(runs.N_total, runs.D, runs.loss)
+    cost = FlopsPerToken({s.config for s in specs})  # the exact compute of the shapes
+    a_exact = full.frontier(np.geomspace(runs.C.min(), runs.C.max(), 20), cost).a
     print(
         f"  Chinchilla fit on all runs: R² {full.r2:.4f}, {fit_s:.2f} s; E {full.E:.3f} "
         f"A {full.A:.3g} B {full.B:.3g} α {full.alpha:.3f} β {full.beta:.3f} → a {full.a:.3f}"
-        f" (total N: R² {total.r2:.4f}, a {total.a:.3f})"
+        f" with C = 6ND, {a_exact:.3f} with exact C (total N: R² {total.r2:.4f}, a {total.a:.3f})"
     )
 
     train, test = runs[~held.values], runs[held.values]
@@ -165,7 +168,8 @@ def measure(seed: int, cache: str, workers: int | None, plateau: float, args) ->
         ],
         "stalled": [point(r) | {"loss": float(r.loss)} for r in stuck.itertuples()],
         "fit": {k: float(getattr(full, k)) for k in ("E", "A", "B", "alpha", "beta", "a", "r2")}
-        | {"fit_s": fit_s, "rms_residual": float(np.sqrt(np.mean(full.residuals**2)))},
+        | {"fit_s": fit_s, "rms_residual": float(np.sqrt(np.mean(full.residuals**2)))}
+        | {"a_exact_compute": float(a_exact)},
         "fit_total_n": {k: float(getattr(total, k)) for k in ("alpha", "beta", "a", "r2")},
         "holdout": {
             "n_fit": len(train),

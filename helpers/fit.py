@@ -417,14 +417,9 @@ class ChinchillaFit:
             )  # fmt: skip
             n_opt[i] = math.exp(best.x)
         d_opt = c / _per_token(flops_per_token, n_opt)
-        a, b, k_n, k_d, r2, res = _allocation_law(c, n_opt, flops_per_token)
+        law = _allocation_law(c, n_opt, flops_per_token)
         return FrontierFit(
-            a=a,
-            b=b,
-            k_n=k_n,
-            k_d=k_d,
-            r2=r2,
-            residuals=_readonly(res),
+            **law,
             flops=_readonly(c),
             n_opt_per_flops=_readonly(n_opt),
             d_opt_per_flops=_readonly(d_opt),
@@ -610,21 +605,21 @@ def _per_token(flops_per_token: Callable[[np.ndarray], np.ndarray] | None, n: np
     return np.asarray(flops_per_token(n), dtype=float)
 
 
-def _allocation_law(
-    flops: np.ndarray, n_opt: np.ndarray, flops_per_token=None
-) -> tuple[float, float, float, float, float, np.ndarray]:
+def _allocation_law(flops: np.ndarray, n_opt: np.ndarray, flops_per_token=None) -> dict:
     """Fit log N_opt = log k_n + a log C. With C = 6·N·D (``flops_per_token`` None),
     D_opt = C/(6 N_opt) then has b = 1 − a exactly; otherwise D_opt = C / cost(N_opt) is
-    fitted as k_d·C^b on its own."""
+    fitted as k_d·C^b on its own. Returns the fields of an :class:`AllocationFit`."""
     lc, lnopt = np.log(flops), np.log(n_opt)
     slope, intercept = np.polyfit(lc, lnopt, 1)
     res = lnopt - (intercept + slope * lc)
     k_n = math.exp(intercept)
     if flops_per_token is None:
         # log D_opt = log C − log 6 − log N_opt  ⇒  D_opt = (1/(6 k_n))·C^(1 − a) exactly.
-        return float(slope), 1.0 - float(slope), k_n, 1.0 / (6.0 * k_n), _r2(lnopt, res), res
-    b, log_k_d = np.polyfit(lc, np.log(flops / _per_token(flops_per_token, n_opt)), 1)
-    return float(slope), float(b), k_n, math.exp(log_k_d), _r2(lnopt, res), res
+        b, k_d = 1.0 - float(slope), 1.0 / (6.0 * k_n)
+    else:
+        b, log_k_d = np.polyfit(lc, np.log(flops / _per_token(flops_per_token, n_opt)), 1)
+        b, k_d = float(b), math.exp(log_k_d)
+    return dict(a=float(slope), b=b, k_n=k_n, k_d=k_d, r2=_r2(lnopt, res), residuals=_readonly(res))
 
 
 @dataclass(frozen=True)
@@ -782,14 +777,9 @@ def fit_isoflop(
             f"flops: need at least 2 IsoFLOP budgets with a usable minimum, got {int(ok.sum())} "
             f"of {k} (status counts {counts}){hint}"
         )
-    a, b, k_n, k_d, r2, res = _allocation_law(budgets[ok], n_opt[ok], flops_per_token)
+    law = _allocation_law(budgets[ok], n_opt[ok], flops_per_token)
     return IsoFlopFit(
-        a=a,
-        b=b,
-        k_n=k_n,
-        k_d=k_d,
-        r2=r2,
-        residuals=_readonly(res),
+        **law,
         budgets=_readonly(budgets),
         n_runs=_readonly(n_runs),
         n_opt_per_budget=_readonly(n_opt),
@@ -922,17 +912,12 @@ def fit_envelope(
             f"{np.unique(winner[used]).size} sizes; need 2 or more of each "
             "(add sizes between the extremes, or pass exclude_edges=False)"
         )
-    a, b, k_n, k_d, r2, res = _allocation_law(flops[used], winner[used], flops_per_token)
+    law = _allocation_law(flops[used], winner[used], flops_per_token)
     d_opt = np.full(n_grid, np.nan)
     won = np.isfinite(winner)
     d_opt[won] = flops[won] / _per_token(flops_per_token, winner[won])
     return EnvelopeFit(
-        a=a,
-        b=b,
-        k_n=k_n,
-        k_d=k_d,
-        r2=r2,
-        residuals=_readonly(res),
+        **law,
         flops=_readonly(flops),
         loss_envelope=_readonly(env),
         n_opt_per_flops=_readonly(winner),

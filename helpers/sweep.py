@@ -776,7 +776,8 @@ def run_sweep(
     Workers start with the ``"forkserver"`` method where the platform has it (a server
     process imports PyTorch once, ≈ 5 s, and later sweeps start at once), else ``"spawn"``;
     either way a *script* must call ``run_sweep`` under ``if __name__ == "__main__":``
-    (notebooks need nothing). Every finished run is written
+    (notebooks need nothing). The server keeps the helpers it first imported: after editing
+    them, restart the kernel or script, or workers may fail to start. Every finished run is written
     atomically to ``cache_dir`` (default ``helpers.data.cache_dir()/runs``) as
     ``<key>.json``, so a repeated or interrupted sweep trains only what is missing; a
     damaged entry is reported with a warning and trained again. After an interrupt (Ctrl-C),

@@ -51,7 +51,7 @@ import numpy as np
 
 from helpers import data, fit, sweep
 from helpers._parallel import mp_context, usable_cores
-from helpers.compute import FlopsPerToken, flops_per_token
+from helpers.compute import FlopsPerToken, run_flops
 from helpers.train import SCHEDULES
 
 #: The schedule laptop_design uses by default.
@@ -91,11 +91,11 @@ def matmul_peak(workers: int, seconds: float = 3.0) -> float:
 
 def exact_flops(specs: list, shared_steps: list[int] | None = None) -> float:
     """Training FLOPs of ``specs`` counted exactly for each shape (attention and output
-    layer included: ``flops_per_token(mode="train")``), not 6·N·D; the steps a WSD branch
+    layer included: ``run_flops``), not 6·N·D; the steps a WSD branch
     shares with its long run (``shared_steps``) are not trained twice, so not counted."""
     shared = shared_steps or [0] * len(specs)
     return sum(
-        flops_per_token(s.config, mode="train") * (s.n_steps - k) * s.batch_size * s.config.n_ctx
+        run_flops(s.config, (s.n_steps - k) * s.batch_size * s.config.n_ctx)
         for s, k in zip(specs, shared, strict=True)
     )
 

@@ -375,9 +375,10 @@ def isoflop_design(
     for c in flop_budgets:
         for config in configs:
             total, non_emb = count_params(config)
-            per_token = {"6N": 6 * non_emb, "6N_total": 6 * total}.get(compute)
-            if per_token is None:
+            if compute == "exact":
                 per_token = flops_per_token(config, mode="train")
+            else:
+                per_token = 6 * (non_emb if compute == "6N" else total)
             pairs.append((config, int(c / per_token), f"N={non_emb:,} at C={c:.3g}"))
     return _make_specs(
         pairs,
@@ -418,7 +419,7 @@ def _spec_columns(spec: RunSpec) -> dict[str, Any]:
         "N": non_emb,
         "N_total": total,
         "D": spec.n_tokens,
-        "C": run_flops(c, spec.n_tokens),
+        "C": spec.flops,
         "C_6ND": training_flops(non_emb, spec.n_tokens),
         "C_6ND_total": training_flops(total, spec.n_tokens),
         "D_per_N": spec.n_tokens / non_emb,

@@ -23,8 +23,27 @@ from .session import resolve_seed
 
 #: LayerNorm epsilon, as GPT-2 (``layer_norm_epsilon`` in ``transformers.GPT2Config``).
 LN_EPS = 1e-5
-#: Standard deviation of the initial weights, as GPT-2 (``initializer_range``).
-INIT_STD = 0.02
+
+
+def init_std(d_model: int) -> float:
+    """Standard deviation of a GPT's initial weights: sqrt(2 / (5 · d_model)).
+
+    This is the "small init" of Nguyen & Salazar (2019, "Transformers without Tears"),
+    which GPT-NeoX-20B uses for all but its residual output layers (Black et al. 2022). At
+    GPT-2's widths it is GPT-2's constant 0.02 (0.023 at d_model 768, 0.016 at 1,600); at
+    the laptop's widths (12–72) it is 3.7–9× larger. With 0.02 at every width, how soon a
+    laptop model left the character-pair plateau depended on the seed of its initial
+    weights: at width 24, eight initialisations trained on the same batches ended 300 steps
+    at 2.50–2.80 nats/char (a character-pair table: 2.52), and across widths 24–48 a share
+    of runs stayed near that plateau for 1,000 steps or more. With this rule the same eight
+    ended at 2.46–2.49, and at widths 12–48 the spread over initialisations after 300 steps
+    was 0.01–0.02 nats instead of 0.03–0.10; the seed of the batches, varied with one
+    initialisation, changed little. ``benchmarks/init_scale.py`` measures both rules.
+
+    Introduced in: chapters/05_practice.ipynb
+    """
+    d_model = positive_int("d_model", d_model)
+    return math.sqrt(2.0 / (5.0 * d_model))
 
 
 @dataclass(frozen=True)
@@ -112,9 +131,10 @@ class GPT(nn.Module):
     (``None``: :func:`helpers.session.course_seed`).
 
     Module names follow ``transformers.GPT2LMHeadModel`` so that weights map one to one
-    (see :func:`to_hf`). Initialisation as GPT-2: weights normal(0, 0.02), biases 0, and the
-    two projections that write into the residual stream scaled by 1/sqrt(2·n_layer)
-    (Radford et al. 2019, Sec. 2.3). The global random state is left untouched.
+    (see :func:`to_hf`). Initialisation: weights normal(0, :func:`init_std`
+    (d_model)), the width-aware rule that equals GPT-2's 0.02 at GPT-2's widths; biases 0;
+    and, as GPT-2, the two projections that write into the residual stream scaled by
+    1/sqrt(2·n_layer) (Radford et al. 2019, Sec. 2.3). The global random state is left untouched.
 
     Introduced in: chapters/02_concepts.ipynb
     """
@@ -141,7 +161,8 @@ class GPT(nn.Module):
     @torch.no_grad()
     def _init_weights(self, seed: int) -> None:
         g = torch.Generator().manual_seed(seed)
-        resid_std = INIT_STD / math.sqrt(2 * self.config.n_layer)
+        std = init_std(self.config.d_model)
+        resid_std = std / math.sqrt(2 * self.config.n_layer)
         for name, p in self.named_parameters():  # tied weights are listed once
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, 0.0, resid_std, generator=g)
@@ -150,7 +171,7 @@ class GPT(nn.Module):
             elif ".ln_" in name:  # LayerNorm gains
                 nn.init.ones_(p)
             else:  # embeddings and the other matrices
-                nn.init.normal_(p, 0.0, INIT_STD, generator=g)
+                nn.init.normal_(p, 0.0, std, generator=g)
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
@@ -322,7 +343,7 @@ def _hf_config(config: GPTConfig) -> Any:
         n_head=c.n_head, n_inner=None,  # None: 4·n_embd
         activation_function="gelu_new",  # GELU, tanh approximation
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # no dropout
-        layer_norm_epsilon=LN_EPS, initializer_range=INIT_STD, tie_word_embeddings=True,
+        layer_norm_epsilon=LN_EPS, initializer_range=init_std(c.d_model), tie_word_embeddings=True,
         bos_token_id=None, eos_token_id=None,  # GPT-2's 50256 lies outside a small vocabulary
     )  # fmt: skip
 

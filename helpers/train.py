@@ -39,8 +39,9 @@ from .model import GPT, GPTConfig, count_params
 from .session import resolve_seed
 
 #: Bump by hand whenever a change here alters what a run computes (schedule, optimizer,
-#: evaluation, batching): the sweep cache keys include it, so old results are not reused.
-CODE_VERSION = 1
+#: evaluation, batching, the model's initialisation): the sweep cache keys include it, so
+#: old results are not reused. 2: GPT weights start at ``helpers.model.init_std``, not 0.02.
+CODE_VERSION = 2
 
 #: AdamW's β₁, β₂ (Brown et al. 2020, App. B; Hoffmann et al. 2022, App. A).
 BETAS = (0.9, 0.95)

@@ -217,6 +217,7 @@ def _examples(fx: SimpleNamespace) -> dict[str, Example]:
         "model.default_ladder": ex(
             model.default_ladder, n_sizes=2, n_min=6e3, n_max=1e4, vocab_size=31, n_ctx=8
         ),
+        "model.init_std": ex(model.init_std, d_model=24),
         "model.kaplan_params": ex(model.kaplan_params, n_layer=2, d_model=16),
         "model.ladder": ex(
             model.ladder,

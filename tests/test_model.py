@@ -13,6 +13,7 @@ from helpers.model import (
     count_params,
     default_ladder,
     from_hf,
+    init_std,
     kaplan_params,
     ladder,
     save_pretrained,
@@ -54,8 +55,11 @@ def test_forward_shapes_and_initial_loss() -> None:
     idx, targets = tiny_batch(TINY, seed=1), tiny_batch(TINY, seed=2)
     logits, loss = model(idx, targets)
     assert logits.shape == (2, TINY.n_ctx, TINY.vocab_size)
-    # Weights of scale 0.02 give near-uniform predictions: loss ≈ ln(vocab) on random targets.
-    assert loss.item() == pytest.approx(math.log(TINY.vocab_size), abs=0.15)
+    # Small random logits: a near-uniform guess. With tied embeddings each logit has variance
+    # d_model · init_std² = 0.4, which adds about half of that to ln(vocab) on random targets.
+    spread = TINY.d_model * init_std(TINY.d_model) ** 2
+    assert spread == pytest.approx(0.4)
+    assert loss.item() == pytest.approx(math.log(TINY.vocab_size) + spread / 2, abs=0.15)
     assert model(idx)[1] is None
 
 
@@ -88,12 +92,24 @@ def test_init_is_seeded_and_leaves_global_rng_alone() -> None:
         GPT(TINY, seed=-1)
 
 
-def test_init_follows_gpt2() -> None:
+def test_init_std_is_small_init_and_near_gpt2_at_its_width() -> None:
+    assert init_std(640) == pytest.approx(math.sqrt(2 / 3200))
+    assert init_std(768) == pytest.approx(0.0228, abs=1e-4)  # GPT-2 small: 0.02
+    assert init_std(24) / init_std(96) == pytest.approx(2.0)
+    for bad in (0, -3, 2.5, "24"):
+        with pytest.raises(ValueError, match="d_model"):
+            init_std(bad)
+
+
+def test_init_follows_the_rule() -> None:
     config = GPTConfig(vocab_size=40, n_ctx=16, n_layer=4, d_model=128, n_head=4)
     model = GPT(config)
     block = model.transformer.h[0]
-    assert block.attn.c_attn.weight.std().item() == pytest.approx(0.02, rel=0.05)
-    assert block.mlp.c_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.05)
+    std = init_std(128)
+    assert block.attn.c_attn.weight.std().item() == pytest.approx(std, rel=0.05)
+    assert block.mlp.c_proj.weight.std().item() == pytest.approx(std / math.sqrt(8), rel=0.05)
+    assert model.transformer.wte.weight.std().item() == pytest.approx(std, rel=0.05)
+    assert to_hf(model).config.initializer_range == pytest.approx(std)
     assert block.attn.c_proj.bias.abs().max().item() == 0.0
     assert torch.equal(block.ln_1.weight, torch.ones(128))
     assert model.lm_head.weight is model.transformer.wte.weight  # tied

@@ -77,6 +77,8 @@ _GRID_KEYS = ("a", "b", "e", "alpha", "beta")
 #: on the largest gradient entry: the gradient of a sum grows with the number of points,
 #: that of a mean does not, which is why a mean stops early (Besiroglu et al. 2024).
 _LBFGS_OPTIONS = MappingProxyType({"ftol": 1e-12, "gtol": 1e-5, "maxiter": 15000})
+#: Largest log of A, B or E a fit may return: e^700 is near float64's limit (e^709.8).
+_MAX_LOG_CONSTANT = 700.0
 
 
 @contextlib.contextmanager
@@ -561,11 +563,17 @@ def fit_chinchilla(
                 options=dict(_LBFGS_OPTIONS),
             )
             n_evals += int(sol.nfev)
+            # A, B and E must be floats: a start that ran off to e^710 and beyond (a data
+            # term so steep it acts as a step, seen on bootstrap resamples) is no fit.
             finite = np.all(np.isfinite(sol.x)) and np.isfinite(sol.fun)
+            finite = finite and bool(np.max(sol.x[:3]) < _MAX_LOG_CONSTANT)
             if finite and (best is None or sol.fun < best.fun):
                 best = sol
     if best is None:
-        raise ValueError("fit_chinchilla: no start gave a finite objective; check the data")
+        raise ValueError(
+            "fit_chinchilla: no start gave a finite objective with finite A, B and E; "
+            "check the data"
+        )
     theta = best.x
     total, _ = _huber_objective(theta, ln, ld, ly, delta, 1.0)
     a_log, b_log, e_log, alpha, beta = (float(v) for v in theta)

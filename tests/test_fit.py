@@ -92,6 +92,33 @@ def test_mean_reduction_stops_early(fit200, data200):
     assert abs(mean_fit.A / TRUTH.A - 1) > 0.2  # far from the law that made the data
 
 
+def test_chinchilla_skips_starts_whose_constants_overflow(data200, monkeypatch):
+    # A start that runs off to B = e^800 has a finite objective but no float B: skip it.
+    real = fit.optimize.minimize
+    calls = []
+
+    def minimize(fun, x0, **kwargs):
+        sol = real(fun, x0, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:  # the first start "wins" with an overflowing constant
+            sol.x = np.array([sol.x[0], 800.0, sol.x[2], sol.x[3], 50.0])
+            sol.fun = -1.0
+        return sol
+
+    monkeypatch.setattr(fit.optimize, "minimize", minimize)
+    result = fit.fit_chinchilla(*data200)
+    assert np.isfinite(result.B) and result.objective >= 0
+    monkeypatch.setattr(
+        fit.optimize,
+        "minimize",
+        lambda fun, x0, **kw: type(
+            "S", (), {"x": np.array([0.0, 800.0, 0.0, 0.3, 0.3]), "fun": 0.1, "nfev": 1, "nit": 1}
+        )(),
+    )
+    with pytest.raises(ValueError, match="finite A, B and E"):
+        fit.fit_chinchilla(*data200)
+
+
 def test_chinchilla_custom_grid(data200):
     result = fit.fit_chinchilla(*data200, grid=ONE_START)
     assert result.n_starts == 1

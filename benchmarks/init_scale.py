@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime
+import functools
 import platform
 import shlex
 import sys
@@ -43,6 +44,7 @@ BATCH, WARMUP, SCHEDULE_STEPS = sweep.LAPTOP_BATCH, 50, sweep.LAPTOP_STEPS[-1]
 N_CTX = 64
 
 
+@functools.cache  # once per worker process, not once per run
 def _splits():
     corpus = data.load_corpus("shakespeare")
     tokenizer = data.char_tokenizer(corpus)
